@@ -1,0 +1,118 @@
+"""Property tests for Hierarchical Binary Quantization (GRN paper Eq. 1-3, Alg. 1, Fig. 3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from tokenizers_visual import hbq
+
+ROUNDS = st.integers(min_value=1, max_value=hbq.MAX_ROUNDS)
+VALUES = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, width=32)
+EDGES = [-1.0, 1.0, 0.0, -0.0, 0.5, -0.5, 0.25, 1.0 - 2.0**-20, -1.0 + 2.0**-20]
+
+
+def _features(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values + EDGES, dtype=torch.float32).reshape(-1, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(VALUES, min_size=1, max_size=64), rounds=ROUNDS)
+def test_reconstruction_error_is_bounded_by_two_to_minus_m(values, rounds):
+    z = _features(values)
+    bits = hbq.quantize(z, rounds)
+    assert bits.shape == (*z.shape, rounds) and bits.dtype == torch.uint8
+    err = (z.double() - hbq.dequantize(bits, dtype=torch.float64)).abs()
+    assert err.max().item() <= 2.0**-rounds
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(VALUES, min_size=1, max_size=32), rounds=st.integers(2, hbq.MAX_ROUNDS))
+def test_truncated_prefix_error_decays_exponentially(values, rounds):
+    """Fig. 3: reconstructing from only the first m rounds leaves an error <= 2^-m."""
+    z = _features(values)
+    bits = hbq.quantize(z, rounds)
+    for m in range(1, rounds + 1):
+        err = (z.double() - hbq.dequantize(bits[..., :m], dtype=torch.float64)).abs()
+        assert err.max().item() <= 2.0**-m
+        # the first m bits of an M-round code are the m-round code itself
+        assert torch.equal(bits[..., :m], hbq.quantize(z, m))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), rounds=ROUNDS)
+def test_bits_indices_round_trip(data, rounds):
+    arr = data.draw(hnp.arrays(dtype="int64", shape=(3, 5), elements=st.integers(0, 2**rounds - 1)))
+    indices = torch.from_numpy(arr)
+    bits = hbq.indices_to_bits(indices, rounds)
+    assert bits.shape == (3, 5, rounds) and bits.dtype == torch.uint8
+    assert torch.equal(hbq.bits_to_indices(bits), indices)
+    assert torch.equal(hbq.indices_to_bits(hbq.bits_to_indices(bits), rounds), bits)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(VALUES, min_size=1, max_size=32), rounds=ROUNDS)
+def test_index_is_the_uniform_bucket_with_msb_coarsest(values, rounds):
+    z = _features(values)
+    idx = hbq.bits_to_indices(hbq.quantize(z, rounds))
+    # closed form: ceil((z + 1) 2^(M-1)) - 1, clipped; a value on an edge goes to the lower bucket
+    expected = (torch.ceil((z.double() + 1) * 2 ** (rounds - 1)) - 1).clamp(0, 2**rounds - 1).long()
+    assert torch.equal(idx, expected)
+    centres = hbq.indices_to_values(idx, rounds, dtype=torch.float64)
+    assert torch.equal(centres, hbq.dequantize(hbq.quantize(z, rounds), dtype=torch.float64))
+
+
+def test_coarsest_bit_is_the_sign_and_known_values():
+    z = torch.tensor([-0.9, -0.1, 0.0, 0.1, 0.3, 0.9])
+    bits = hbq.quantize(z.unsqueeze(-1), 2).squeeze(-2)
+    assert bits[:, 0].tolist() == [0, 0, 0, 1, 1, 1]  # 0 goes low: Eq. 2 uses a strict ">"
+    assert hbq.dequantize(bits.unsqueeze(-2)).squeeze(-1).tolist() == [-0.75, -0.25, -0.25, 0.25, 0.25, 0.75]
+
+
+def test_any_rank_dtype_and_device_are_kept():
+    for shape in [(4,), (2, 4), (2, 3, 5, 5, 4)]:
+        for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            z = torch.rand(shape, dtype=torch.float32).mul(2).sub(1).to(dtype)
+            z_hat, bits = hbq.quantize_ste(z, 4)
+            assert z_hat.dtype == dtype and z_hat.shape == z.shape and z_hat.device == z.device
+            assert bits.shape == (*shape, 4)
+    assert hbq.quantize(torch.empty(0, 3), 3).shape == (0, 3, 3)
+
+
+def test_ste_gradient_is_identity():
+    z = torch.rand(2, 3, 8, dtype=torch.float64).mul(2).sub(1).requires_grad_(True)
+    z_hat, _ = hbq.quantize_ste(z, 4)
+    upstream = torch.randn_like(z)
+    (z_hat * upstream).sum().backward()
+    assert torch.equal(z.grad, upstream)
+    assert torch.allclose(z_hat.detach(), hbq.dequantize(hbq.quantize(z.detach(), 4), torch.float64))
+
+
+@pytest.mark.parametrize(
+    "z, rounds, match",
+    [
+        (torch.tensor([[1.5]]), 4, r"\[-1, 1\].*tanh"),
+        (torch.tensor([[float("nan")]]), 4, "NaN"),
+        (torch.tensor([[0.2]]), 0, "rounds"),
+        (torch.tensor([[0.2]]), 17, "rounds"),
+        (torch.tensor([[0.2]]), 2.0, "rounds"),
+        (torch.tensor([[1]]), 4, "floating-point"),
+    ],
+)
+def test_quantize_rejects_bad_input(z, rounds, match):
+    with pytest.raises(ValueError, match=match):
+        hbq.quantize(z, rounds)
+
+
+def test_bits_and_indices_reject_bad_input():
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        hbq.dequantize(torch.tensor([[2, 0]], dtype=torch.uint8))
+    with pytest.raises(ValueError, match="integer or bool"):
+        hbq.bits_to_indices(torch.tensor([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        hbq.indices_to_bits(torch.tensor([16]), 4)
+    with pytest.raises(ValueError, match="integer tensor"):
+        hbq.indices_to_bits(torch.tensor([1.0]), 4)

@@ -1,0 +1,1 @@
+"""unified_grn: Generative Refinement Networks as a unified token model."""
