@@ -24,6 +24,9 @@ Every function here is pure, works on any leading shape, and keeps the input's d
 
 from __future__ import annotations
 
+import math
+import sys
+
 import torch
 
 __all__ = [
@@ -54,9 +57,9 @@ def _check_features(z: torch.Tensor) -> None:
         raise ValueError(f"HBQ expects a floating-point tensor in [-1, 1] (apply tanh first), got {kind}.")
     if z.numel() == 0:
         return
-    if torch.isnan(z).any():
+    lo, hi = (v.item() for v in torch.aminmax(z))  # one pass; NaN propagates into both
+    if math.isnan(lo) or math.isnan(hi):
         raise ValueError("HBQ input contains NaN; check the encoder output before quantizing.")
-    lo, hi = z.min().item(), z.max().item()
     if lo < -1.0 or hi > 1.0:
         raise ValueError(
             f"HBQ input must lie in [-1, 1] (apply tanh first), got values in [{lo:.4g}, {hi:.4g}]."
@@ -71,15 +74,21 @@ def _check_bits(bits: torch.Tensor) -> None:
             f"HBQ bits must be an integer or bool tensor of 0/1 values, got {bits.dtype}; "
             "use bits.to(torch.uint8) after thresholding."
         )
-    if bits.numel() and ((bits != 0) & (bits != 1)).any():
+    if bits.numel() and (bits.max() > 1 or (bits.dtype.is_signed and bits.min() < 0)):
         raise ValueError("HBQ bits must hold only 0 and 1.")
     _check_rounds(bits.shape[-1])
 
 
-def _round_steps(rounds: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``2^-i`` for rounds i = 1..M, shape (M,)."""
-    exponents = torch.arange(1, rounds + 1, device=device, dtype=torch.float64)
-    return torch.pow(2.0, -exponents).to(dtype)
+def _indices_from_features(z: torch.Tensor, rounds: int) -> torch.Tensor:
+    """Bucket index of each value; equal to the recursion of Eq. 1-2 (tested against it).
+
+    ``t = z * 2^(M-1)`` is exact in any float dtype (a power-of-two scale), so ``ceil(t)`` sees
+    the exact value: a tiny positive ``z`` lands in the upper half and ``z = 0`` in the lower one,
+    as the strict ``>`` of Eq. 2 demands. ``(z + 1) * 2^(M-1)`` would round ``1 + tiny`` to 1.
+    """
+    half = 2 ** (rounds - 1)
+    t = z * half if z.dtype in (torch.float32, torch.float64) else z.float() * half
+    return (torch.ceil(t).to(torch.int32) + (half - 1)).clamp_(0, 2 * half - 1)
 
 
 @torch.no_grad()
@@ -95,16 +104,7 @@ def quantize(z: torch.Tensor, rounds: int) -> torch.Tensor:
     """
     _check_rounds(rounds)
     _check_features(z)
-    # The recursion of Eq. 1-2 equals bucketing into 2^M uniform bins with a strict ">" at the
-    # edges; computing it in float64 makes every centre c_i exact (they are dyadic rationals).
-    centre = torch.zeros_like(z, dtype=torch.float64)
-    z64 = z.to(torch.float64)
-    bits = []
-    for step in _round_steps(rounds, z.device, torch.float64).tolist():
-        bit = z64 > centre
-        bits.append(bit)
-        centre = centre + torch.where(bit, step, -step)
-    return torch.stack(bits, dim=-1).to(torch.uint8)  # (..., C, M)
+    return _bits_from_indices(_indices_from_features(z, rounds), rounds)
 
 
 def dequantize(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -118,9 +118,57 @@ def dequantize(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.
         ``(..., C)`` values ``sum_i (2 q_i - 1) 2^-i`` on ``bits``' device.
     """
     _check_bits(bits)
-    steps = _round_steps(bits.shape[-1], bits.device, torch.float64)
-    signs = bits.to(torch.float64) * 2.0 - 1.0  # (..., C, M) in {-1, +1}
-    return (signs * steps).sum(dim=-1).to(dtype)
+    rounds = bits.shape[-1]
+    # sum_i (2 q_i - 1) 2^-i = sum_i q_i 2^(1-i) - (1 - 2^-M): a dyadic number with at most M + 1
+    # significant bits, so the float32 matmul below is exact for M <= 16.
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    weights = _round_weights(rounds, 1, bits.device, work)
+    return (bits.to(work) @ weights).sub_(1.0 - 2.0**-rounds).to(dtype)
+
+
+def _round_weights(rounds: int, top_exponent: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``2^(top_exponent - i)`` for rounds i = 1..M, shape (M,)."""
+    exponents = top_exponent - torch.arange(1, rounds + 1, device=device, dtype=torch.float64)
+    return torch.pow(2.0, exponents).to(dtype)
+
+
+def _values_from_indices(indices: torch.Tensor, rounds: int, dtype: torch.dtype) -> torch.Tensor:
+    # -1 + (2 idx + 1) 2^-M, exact in float32 for M <= 16 (see dequantize)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    return (indices.to(work) * 2.0 + 1.0).mul_(2.0**-rounds).sub_(1.0).to(dtype)
+
+
+def _indices_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    # a float32 matmul with weights 2^(M-1-r) is exact (integers < 2^16) and much faster on CPU
+    # than an integer multiply-and-reduce over a short last dimension
+    weights = _round_weights(bits.shape[-1], bits.shape[-1], bits.device, torch.float32)
+    return (bits.to(torch.float32) @ weights).to(torch.int32)
+
+
+def _bits_from_indices(indices: torch.Tensor, rounds: int) -> torch.Tensor:
+    if rounds <= _SPREAD_MAX_ROUNDS:
+        return _spread_bits(indices, rounds)
+    shifts = torch.arange(rounds - 1, -1, -1, device=indices.device, dtype=indices.dtype)
+    return ((indices.unsqueeze(-1) >> shifts) & 1).to(torch.uint8)  # (..., C, M)
+
+
+# Multiplying an M-bit index by sum_k 2^(9k) writes M copies of it 9 bits apart without carries
+# (M <= 9); after a right shift by M - 1, bit (M-1-k) of the index sits at bit 8k, i.e. at the
+# lowest bit of byte k, and no other bit lands on a byte boundary (M <= 8). The highest bit used is
+# 10(M-1), so int32 holds M <= 4 and int64 holds M <= 7. One multiply, shift and mask replace M
+# broadcast shift-and-mask passes; the little-endian bytes are then the (..., M) bits.
+_SPREAD_MAX_ROUNDS = 7
+
+
+def _spread_bits(indices: torch.Tensor, rounds: int) -> torch.Tensor:
+    lanes, dtype = (4, torch.int32) if rounds <= 4 else (8, torch.int64)
+    multiplier = sum(1 << (9 * k) for k in range(rounds))
+    byte_mask = sum(1 << (8 * k) for k in range(rounds))
+    packed = indices.to(dtype).mul(multiplier).bitwise_right_shift_(rounds - 1).bitwise_and_(byte_mask)
+    if sys.byteorder != "little":
+        raise NotImplementedError("HBQ bit spreading assumes a little-endian machine.")
+    as_bytes = packed.unsqueeze(-1).view(torch.uint8)  # (..., C, lanes)
+    return as_bytes if lanes == rounds else as_bytes[..., :rounds].contiguous()
 
 
 def quantize_ste(z: torch.Tensor, rounds: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,13 +187,22 @@ def quantize_ste(z: torch.Tensor, rounds: int) -> tuple[torch.Tensor, torch.Tens
 def bits_to_indices(bits: torch.Tensor) -> torch.Tensor:
     """``(..., C, M)`` bits -> ``(..., C)`` int64 indices in [0, 2^M), coarsest bit = MSB."""
     _check_bits(bits)
-    rounds = bits.shape[-1]
-    weights = torch.pow(2, torch.arange(rounds - 1, -1, -1, device=bits.device, dtype=torch.int64))
-    return (bits.to(torch.int64) * weights).sum(dim=-1)
+    return _indices_from_bits(bits).to(torch.int64)
 
 
 def indices_to_bits(indices: torch.Tensor, rounds: int) -> torch.Tensor:
     """``(..., C)`` indices in [0, 2^M) -> ``(..., C, M)`` uint8 bits, coarse -> fine."""
+    _check_indices(indices, rounds)
+    return _bits_from_indices(indices.to(torch.int64), rounds)
+
+
+def indices_to_values(indices: torch.Tensor, rounds: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Dequantized value of each index: the centre ``-1 + (2 i + 1) / 2^M`` of bucket ``i``."""
+    _check_indices(indices, rounds)
+    return _values_from_indices(indices, rounds, dtype)
+
+
+def _check_indices(indices: torch.Tensor, rounds: int) -> None:
     _check_rounds(rounds)
     if not torch.is_tensor(indices) or indices.is_floating_point() or indices.dtype == torch.bool:
         raise ValueError("HBQ indices must be an integer tensor of shape (..., C).")
@@ -154,10 +211,3 @@ def indices_to_bits(indices: torch.Tensor, rounds: int) -> torch.Tensor:
             f"HBQ indices must lie in [0, {2**rounds}) for rounds={rounds}, "
             f"got values in [{indices.min().item()}, {indices.max().item()}]."
         )
-    shifts = torch.arange(rounds - 1, -1, -1, device=indices.device, dtype=torch.int64)
-    return ((indices.to(torch.int64).unsqueeze(-1) >> shifts) & 1).to(torch.uint8)
-
-
-def indices_to_values(indices: torch.Tensor, rounds: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Dequantized value of each index: the centre ``-1 + (2 i + 1) / 2^M`` of bucket ``i``."""
-    return dequantize(indices_to_bits(indices, rounds), dtype=dtype)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -58,11 +61,34 @@ def test_bits_indices_round_trip(data, rounds):
 def test_index_is_the_uniform_bucket_with_msb_coarsest(values, rounds):
     z = _features(values)
     idx = hbq.bits_to_indices(hbq.quantize(z, rounds))
-    # closed form: ceil((z + 1) 2^(M-1)) - 1, clipped; a value on an edge goes to the lower bucket
-    expected = (torch.ceil((z.double() + 1) * 2 ** (rounds - 1)) - 1).clamp(0, 2**rounds - 1).long()
+    # closed form, in exact rational arithmetic: ceil((z + 1) 2^(M-1)) - 1, clipped to [0, 2^M);
+    # a value exactly on a bucket edge goes to the lower bucket
+    exact = [math.ceil((Fraction(v) + 1) * 2 ** (rounds - 1)) - 1 for v in z.flatten().tolist()]
+    expected = torch.tensor([min(max(i, 0), 2**rounds - 1) for i in exact]).reshape(z.shape)
     assert torch.equal(idx, expected)
     centres = hbq.indices_to_values(idx, rounds, dtype=torch.float64)
     assert torch.equal(centres, hbq.dequantize(hbq.quantize(z, rounds), dtype=torch.float64))
+
+
+def _reference_recursion(z: torch.Tensor, rounds: int) -> torch.Tensor:
+    """Eq. 1-2 literally: c_1 = 0, q_i = [F > c_i], c_{i+1} = c_i + (2 q_i - 1) 2^-i."""
+    centre = torch.zeros_like(z, dtype=torch.float64)
+    bits = []
+    for i in range(1, rounds + 1):
+        bit = z.double() > centre
+        bits.append(bit)
+        centre = centre + (bit.double() * 2 - 1) * 2.0**-i
+    return torch.stack(bits, dim=-1).to(torch.uint8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(VALUES, min_size=1, max_size=64), rounds=ROUNDS)
+def test_quantize_equals_the_recursion_of_eq_1_2(values, rounds):
+    z = _features(values + [1e-30, -1e-30, 2.0**-rounds, -(2.0**-rounds)])
+    assert torch.equal(hbq.quantize(z, rounds), _reference_recursion(z, rounds))
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        zd = z.to(dtype)
+        assert torch.equal(hbq.quantize(zd, rounds), _reference_recursion(zd, rounds))
 
 
 def test_coarsest_bit_is_the_sign_and_known_values():
