@@ -1,0 +1,584 @@
+"""The procedural ``shapes`` world: captioned images of coloured circles, squares and triangles.
+
+Everything below is a public contract: the checkers (``unified_grn.eval``) score generations
+against it, so change it only together with them.
+
+Palette (``PALETTE``, sRGB, saturated and distinct in hue)::
+
+    red (215, 40, 40)   green (40, 165, 60)   blue (40, 80, 220)
+    yellow (235, 200, 20)   purple (140, 55, 190)   orange (245, 125, 20)
+
+Background: one plain colour per image, light and unsaturated, drawn per image as
+``(L, L - w // 2, L - w)`` with ``L ~ U{222..242}`` and ``w ~ U{0..14}`` (light grey to light
+beige). The outermost ring of pixels is always pure background (objects keep a gap from the
+border), so a checker can read it there. ``label_pixels`` does that.
+
+Geometry, in pixels of the final image (``size`` x ``size``, pixel (i, j) covers
+``[j, j+1) x [i, i+1)``; any size >= ``MIN_IMAGE_SIZE``):
+
+- ``center`` (cx, cy) is the centre of the object's bounding box; ``size`` is the bbox side. Both
+  sit on the 1/4-px grid used for rendering (centres are multiples of 0.25 px, sides of 0.5 px),
+  so the metadata describes the drawing exactly.
+- circle: the disc inscribed in the bbox; square: the bbox itself (axis-aligned); triangle:
+  upright isosceles, apex at the top middle of the bbox, base on its bottom edge.
+- side in ``[0.16, 0.30] * size`` (10-19 px at 64 px).
+- gap: bounding boxes are separated by at least ``gap(size) = max(2, 0.04 * size)`` px along x
+  or y (so objects never touch or overlap), and keep the same gap from the border.
+- rendered with 4x supersampling (PIL) and a box-filter downscale (anti-aliased edges).
+
+Caption grammar (``format_caption`` / ``parse_caption``)::
+
+    caption  := group [" " relation " " group | " " position]
+    group    := count " " colour " " noun
+    count    := "a" | "an" (before "orange") | "two" | "three" | "four"
+    noun     := shape (count 1) | shape + "s" (count > 1)
+    relation := "to the left of" | "to the right of" | "above" | "below"
+    position := "on the left" | "on the right" | "at the top" | "at the bottom" | "in the center"
+
+Every object in the image is described by the caption (no extras), and the caption is true:
+
+- relation "A rel B": for every pair (a in A, b in B) the bboxes are separated by at least the
+  gap along the named axis, the centre offset along it is at least ``0.15 * size`` and at least
+  1.5x the offset along the other axis. A checker should accept a relation when the centroid
+  offset along the named axis is positive and dominates.
+- position: every object's centre lies in the named third of the image (left: cx < size/3,
+  right: cx > 2 size/3, top: cy < size/3, bottom: cy > 2 size/3, center: both coordinates in the
+  middle third) with a margin of ``0.06 * size`` (so a triangle's area centroid, r/3 below its
+  bbox centre, is inside too). A single object with left/right (top/bottom) also has its other
+  coordinate in the middle third.
+
+Scene kinds (``SCENE_KINDS``, drawn with these probabilities):
+
+- ``single`` 0.25: one object, "a red circle".
+- ``single_position`` 0.20: one object and a position, "a red circle on the left".
+- ``count`` 0.20: 2, 3 or 4 (uniform) objects of one (colour, shape), "three blue triangles".
+- ``count_position`` 0.05: 2 such objects and a position other than center, "two red squares
+  at the top".
+- ``relation`` 0.30: two groups with different (colour, shape) and a relation; group counts
+  (1,1) 0.6, (2,1) 0.2, (1,2) 0.1, (3,1) 0.05, (2,2) 0.05: "two red circles above a blue square".
+
+Class labels (``CLASS_NAMES``, 18 classes, colour-major): ``label = 3 * COLORS.index(colour) +
+SHAPES.index(shape)``, i.e. 0 "red circle", 1 "red square", 2 "red triangle", 3 "green circle",
+... 17 "orange triangle". Single-object images (kinds ``single`` and ``single_position``) carry
+their label, every other image ``-1``.
+
+Determinism: sample ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])``
+(split 0 = train, 1 = test), so it depends only on (seed, split, i), never on the data set size.
+
+On disk (``write_shapes_dataset``): ``out_dir/train/NNNNNN.png`` + ``metadata.jsonl`` with fields
+``file_name``, ``text`` (the caption), ``label`` (int) and ``scene`` (a JSON string of
+``Scene.to_dict()``), optionally the same under ``out_dir/test``; it loads with
+``datasets.load_dataset("imagefolder", data_dir=out_dir)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (215, 40, 40),
+    "green": (40, 165, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 20),
+    "purple": (140, 55, 190),
+    "orange": (245, 125, 20),
+}
+COLORS: tuple[str, ...] = tuple(PALETTE)
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+CLASS_NAMES: tuple[str, ...] = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
+COUNT_WORDS: dict[int, str] = {2: "two", 3: "three", 4: "four"}
+RELATIONS: dict[str, str] = {
+    "left_of": "to the left of",
+    "right_of": "to the right of",
+    "above": "above",
+    "below": "below",
+}
+POSITIONS: dict[str, str] = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "center": "in the center",
+}
+SCENE_KINDS: dict[str, float] = {
+    "single": 0.25,
+    "single_position": 0.2,
+    "count": 0.2,
+    "count_position": 0.05,
+    "relation": 0.3,
+}
+RELATION_COUNTS = {(1, 1): 0.6, (2, 1): 0.2, (1, 2): 0.1, (3, 1): 0.05, (2, 2): 0.05}  # (count A, count B)
+SIDE_RANGE = (0.16, 0.30)  # object bbox side, fraction of the image size
+RELATION_MARGIN = 0.15  # min centre offset along the named axis, fraction of the image size
+RELATION_DOMINANCE = 1.5  # named-axis offset >= this times the other-axis offset
+POSITION_MARGIN = 0.06  # centres keep this far (fraction of size) inside the named third
+SUPERSAMPLE = 4
+MIN_IMAGE_SIZE = 24
+SPLITS = {"train": 0, "test": 1}
+
+
+def gap(size: int) -> float:
+    """Minimum free distance (px) between two bounding boxes, and between a bbox and the border."""
+    return max(2.0, 0.04 * size)
+
+
+def class_index(color: str, shape: str) -> int:
+    """The class label of a (colour, shape) pair (see ``CLASS_NAMES``)."""
+    return COLORS.index(color) * len(SHAPES) + SHAPES.index(shape)
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One object: colour, shape, bbox centre (cx, cy) and bbox side, all in pixels."""
+
+    color: str
+    shape: str
+    cx: float
+    cy: float
+    size: float
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        h = self.size / 2
+        return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
+
+    def to_dict(self) -> dict:
+        return {
+            "color": self.color,
+            "shape": self.shape,
+            "center": [self.cx, self.cy],
+            "size": self.size,
+            "bbox": list(self.bbox),
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    """A caption noun phrase: ``count`` objects of one colour and shape."""
+
+    count: int
+    color: str
+    shape: str
+
+
+@dataclass(frozen=True)
+class CaptionSpec:
+    """The structured content of a caption: one or two groups, a relation or a position."""
+
+    groups: tuple[Group, ...]
+    relation: str | None = None
+    position: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "groups": [asdict(g) for g in self.groups],
+            "relation": self.relation,
+            "position": self.position,
+        }
+
+
+@dataclass
+class Scene:
+    """A sampled scene: objects in caption order (group 0 first), background, image size."""
+
+    kind: str
+    spec: CaptionSpec
+    objects: list[ShapeObject]
+    background: tuple[int, int, int]
+    image_size: int
+    groups_of: list[int] = field(default_factory=list)  # group index of each object
+
+    @property
+    def caption(self) -> str:
+        return format_caption(self.spec)
+
+    @property
+    def label(self) -> int:
+        if len(self.objects) != 1:
+            return -1
+        return class_index(self.objects[0].color, self.objects[0].shape)
+
+    def to_dict(self) -> dict:
+        objects = [{**o.to_dict(), "group": g} for o, g in zip(self.objects, self.groups_of)]
+        return {
+            "kind": self.kind,
+            "image_size": self.image_size,
+            "background": list(self.background),
+            **self.spec.to_dict(),
+            "objects": objects,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scene:
+        spec = CaptionSpec(tuple(Group(**g) for g in d["groups"]), d.get("relation"), d.get("position"))
+        objects = [ShapeObject(o["color"], o["shape"], *o["center"], o["size"]) for o in d["objects"]]
+        groups_of = [o["group"] for o in d["objects"]]
+        return cls(d["kind"], spec, objects, tuple(d["background"]), d["image_size"], groups_of)
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def _noun_phrase(g: Group) -> str:
+    if g.count == 1:
+        return f"{'an' if g.color[0] in 'aeiou' else 'a'} {g.color} {g.shape}"
+    return f"{COUNT_WORDS[g.count]} {g.color} {g.shape}s"
+
+
+def format_caption(spec: CaptionSpec) -> str:
+    """Write a caption from its structured form (the grammar in the module docstring)."""
+    text = _noun_phrase(spec.groups[0])
+    if spec.relation is not None:
+        return f"{text} {RELATIONS[spec.relation]} {_noun_phrase(spec.groups[1])}"
+    if spec.position is not None:
+        return f"{text} {POSITIONS[spec.position]}"
+    return text
+
+
+_GROUP_RE = r"(a|an|two|three|four) ({c}) ({s})(s?)".format(c="|".join(COLORS), s="|".join(SHAPES))
+_CAPTION_RE = re.compile(
+    r"^{g}(?: ({r}) {g}| ({p}))?$".format(
+        g=_GROUP_RE, r="|".join(RELATIONS.values()), p="|".join(POSITIONS.values())
+    )
+)
+_WORD_COUNTS = {"a": 1, "an": 1, **{w: n for n, w in COUNT_WORDS.items()}}
+
+
+def _parse_group(word: str, color: str, shape: str, plural: str, text: str) -> Group:
+    g = Group(_WORD_COUNTS[word], color, shape)
+    if (g.count > 1) != bool(plural) or _noun_phrase(g) != f"{word} {color} {shape}{plural}":
+        raise ValueError(f"caption {text!r}: count word {word!r} does not agree with {color} {shape}{plural}")
+    return g
+
+
+def parse_caption(text: str) -> CaptionSpec:
+    """Parse a caption of the shapes grammar back to its ``CaptionSpec``.
+
+    Case, surrounding whitespace, repeated spaces and a final full stop are tolerated. Anything
+    else outside the grammar raises ``ValueError``.
+    """
+    norm = " ".join(text.strip().lower().rstrip(".").split())
+    m = _CAPTION_RE.match(norm)
+    if m is None:
+        raise ValueError(f"caption {text!r} is not in the shapes grammar (see unified_grn.data.shapes)")
+    first = _parse_group(*m.group(1, 2, 3, 4), text)
+    if m.group(5) is not None:
+        second = _parse_group(*m.group(6, 7, 8, 9), text)
+        relation = {v: k for k, v in RELATIONS.items()}[m.group(5)]
+        if (first.color, first.shape) == (second.color, second.shape):
+            raise ValueError(f"caption {text!r}: a relation needs two different (colour, shape) groups")
+        return CaptionSpec((first, second), relation=relation)
+    position = None if m.group(10) is None else {v: k for k, v in POSITIONS.items()}[m.group(10)]
+    return CaptionSpec((first,), position=position)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def separated(a: ShapeObject, b: ShapeObject, min_gap: float) -> bool:
+    """True when the bboxes of a and b are at least ``min_gap`` apart along x or along y."""
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    return max(bx0 - ax1, ax0 - bx1) >= min_gap or max(by0 - ay1, ay0 - by1) >= min_gap
+
+
+def inside(o: ShapeObject, size: int, margin: float) -> bool:
+    """True when the bbox keeps ``margin`` px from every border of a ``size`` image."""
+    x0, y0, x1, y1 = o.bbox
+    return min(x0, y0) >= margin and max(x1, y1) <= size - margin
+
+
+def relation_holds(a: ShapeObject, b: ShapeObject, relation: str, size: int) -> bool:
+    """The generator's (strict) rule for "a <relation> b"; see the module docstring."""
+    sign = -1.0 if relation in ("left_of", "above") else 1.0
+    horizontal = relation in ("left_of", "right_of")
+    d_axis = sign * ((a.cx - b.cx) if horizontal else (a.cy - b.cy))
+    d_other = abs((a.cy - b.cy) if horizontal else (a.cx - b.cx))
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    clear = {"left_of": bx0 - ax1, "right_of": ax0 - bx1, "above": by0 - ay1, "below": ay0 - by1}[relation]
+    return clear >= gap(size) and d_axis >= RELATION_MARGIN * size and d_axis >= RELATION_DOMINANCE * d_other
+
+
+def position_box(position: str | None, size: int, single: bool = True) -> tuple[tuple[float, float], ...]:
+    """The ranges ((x_lo, x_hi), (y_lo, y_hi)) a centre must lie in for ``position`` (with margin)."""
+    m, third = POSITION_MARGIN * size, size / 3
+    low, mid, high, full = (
+        (0.0, third - m),
+        (third + m, 2 * third - m),
+        (2 * third + m, float(size)),
+        (0.0, float(size)),
+    )
+    other = mid if single else full
+    boxes = {None: (full, full), "left": (low, other), "right": (high, other), "top": (other, low)}
+    return {**boxes, "bottom": (other, high), "center": (mid, mid)}[position]
+
+
+def position_holds(o: ShapeObject, position: str, size: int, single: bool = True) -> bool:
+    """The generator's (strict, with margin) rule for "<object> <position>"."""
+    (xlo, xhi), (ylo, yhi) = position_box(position, size, single)
+    return xlo <= o.cx <= xhi and ylo <= o.cy <= yhi
+
+
+def scene_errors(scene: Scene) -> list[str]:
+    """Every way in which a scene breaks the contract (empty when it is valid)."""
+    errs, size, objs = [], scene.image_size, scene.objects
+    for i, o in enumerate(objs):
+        if not inside(o, size, gap(size)):
+            errs.append(f"object {i} is not inside the canvas with a {gap(size):.2f} px margin")
+        errs += [
+            f"objects {j}, {i} closer than the gap" for j in range(i) if not separated(o, objs[j], gap(size))
+        ]
+    for gi, g in enumerate(scene.spec.groups):
+        members = [o for o, k in zip(objs, scene.groups_of) if k == gi]
+        if len(members) != g.count or any((o.color, o.shape) != (g.color, g.shape) for o in members):
+            errs.append(f"group {gi} ({g}) does not match its objects")
+    if len(scene.groups_of) != len(objs) or any(k >= len(scene.spec.groups) for k in scene.groups_of):
+        errs.append("objects outside the caption's groups")
+    if scene.spec.relation is not None:
+        a_objs = [o for o, k in zip(objs, scene.groups_of) if k == 0]
+        b_objs = [o for o, k in zip(objs, scene.groups_of) if k == 1]
+        if not all(relation_holds(a, b, scene.spec.relation, size) for a in a_objs for b in b_objs):
+            errs.append(f"relation {scene.spec.relation} does not hold")
+    if scene.spec.position is not None:
+        if not all(position_holds(o, scene.spec.position, size, single=len(objs) == 1) for o in objs):
+            errs.append(f"position {scene.spec.position} does not hold")
+    return errs
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _choice(rng: np.random.Generator, table: dict) -> object:
+    keys = list(table)
+    return keys[rng.choice(len(keys), p=np.array(list(table.values())) / sum(table.values()))]
+
+
+def sample_background(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A plain light grey-to-beige background colour (see the module docstring)."""
+    light, warm = int(rng.integers(222, 243)), int(rng.integers(0, 15))
+    return (light, light - warm // 2, light - warm)
+
+
+def _sample_spec(rng: np.random.Generator, kind: str) -> CaptionSpec:
+    pairs = [(c, s) for c in COLORS for s in SHAPES]
+    first = pairs[rng.integers(len(pairs))]
+    if kind == "single":
+        return CaptionSpec((Group(1, *first),))
+    if kind == "single_position":
+        return CaptionSpec((Group(1, *first),), position=str(_choice(rng, dict.fromkeys(POSITIONS, 1.0))))
+    if kind == "count":
+        return CaptionSpec((Group(int(rng.integers(2, 5)), *first),))
+    if kind == "count_position":
+        position = str(rng.choice(["left", "right", "top", "bottom"]))
+        return CaptionSpec((Group(2, *first),), position=position)
+    if kind == "relation":
+        n_a, n_b = _choice(rng, RELATION_COUNTS)
+        others = [p for p in pairs if p != first]
+        second = others[rng.integers(len(others))]
+        relation = str(_choice(rng, dict.fromkeys(RELATIONS, 1.0)))
+        return CaptionSpec((Group(n_a, *first), Group(n_b, *second)), relation=relation)
+    raise ValueError(f"unknown scene kind {kind!r}; expected one of {list(SCENE_KINDS)}")
+
+
+def _place(
+    rng: np.random.Generator, color: str, shape: str, size: int, ok, position: str | None, single: bool
+) -> ShapeObject | None:
+    """Rejection-sample one object (on the 1/4-px grid, inside ``position``) with ``ok(object)``."""
+    margin = gap(size)
+    ranges = position_box(position, size, single)
+    for _ in range(60):
+        side = round(rng.uniform(*SIDE_RANGE) * size * 2) / 2
+        lo, hi = margin + side / 2, size - margin - side / 2
+        (x0, x1), (y0, y1) = ((max(lo, a), min(hi, b)) for a, b in ranges)
+        if x0 > x1 or y0 > y1:
+            continue
+        obj = ShapeObject(
+            color, shape, round(rng.uniform(x0, x1) * 4) / 4, round(rng.uniform(y0, y1) * 4) / 4, side
+        )
+        if inside(obj, size, margin) and ok(obj):
+            return obj
+    return None
+
+
+def _place_scene(rng: np.random.Generator, spec: CaptionSpec, size: int) -> list[ShapeObject] | None:
+    """Place the objects of a spec (group 1, the relation's anchor, first) or give up (None)."""
+    single = sum(g.count for g in spec.groups) == 1
+    placed: dict[int, list[ShapeObject]] = {0: [], 1: []}
+    for gi in sorted(range(len(spec.groups)), reverse=True):
+        g = spec.groups[gi]
+        for _ in range(g.count):
+
+            def ok(o: ShapeObject, gi: int = gi) -> bool:
+                others = placed[0] + placed[1]
+                if not all(separated(o, p, gap(size)) for p in others):
+                    return False
+                if spec.position is not None and not position_holds(o, spec.position, size, single):
+                    return False
+                return (
+                    gi != 0
+                    or spec.relation is None
+                    or all(relation_holds(o, b, spec.relation, size) for b in placed[1])
+                )
+
+            obj = _place(rng, g.color, g.shape, size, ok, spec.position, single)
+            if obj is None:
+                return None
+            placed[gi].append(obj)
+    return placed[0] + placed[1]
+
+
+def sample_scene(
+    rng: np.random.Generator, size: int = 64, kind: str | None = None, max_tries: int = 200
+) -> Scene:
+    """Draw one scene (kind from ``SCENE_KINDS`` unless given) from a numpy Generator."""
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    kind = kind or str(_choice(rng, SCENE_KINDS))
+    background = sample_background(rng)
+    for _ in range(max_tries):
+        spec = _sample_spec(rng, kind)
+        objects = _place_scene(rng, spec, size)
+        if objects is not None:
+            groups_of = [gi for gi, g in enumerate(spec.groups) for _ in range(g.count)]
+            scene = Scene(kind, spec, objects, background, size, groups_of)
+            assert not scene_errors(scene), scene_errors(scene)
+            return scene
+    raise RuntimeError(f"could not place a {kind!r} scene at size {size} in {max_tries} tries")
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, o: ShapeObject, ss: int) -> None:
+    x0, y0, x1, y1 = (round(v * ss) for v in o.bbox)
+    box = (x0, y0, x1 - 1, y1 - 1)  # PIL boxes include their last pixel
+    color = PALETTE[o.color]
+    if o.shape == "circle":
+        draw.ellipse(box, fill=color)
+    elif o.shape == "square":
+        draw.rectangle(box, fill=color)
+    elif o.shape == "triangle":
+        draw.polygon([((x0 + x1 - 1) / 2, y0), (x0, y1 - 1), (x1 - 1, y1 - 1)], fill=color)
+    else:
+        raise ValueError(f"unknown shape {o.shape!r}; expected one of {SHAPES}")
+
+
+def render_objects(
+    objects: list[ShapeObject], background: tuple[int, int, int], size: int, supersample: int = SUPERSAMPLE
+) -> Image.Image:
+    """Draw objects on a plain background: supersampled, then box-filtered to ``size``."""
+    canvas = Image.new("RGB", (size * supersample, size * supersample), tuple(background))
+    draw = ImageDraw.Draw(canvas)
+    for o in objects:
+        _draw_object(draw, o, supersample)
+    return canvas.resize((size, size), Image.Resampling.BOX)
+
+
+def render_scene(scene: Scene, size: int | None = None) -> Image.Image:
+    """Render a scene as an RGB PIL image; ``size`` rescales the scene's geometry if it differs."""
+    size = size or scene.image_size
+    s = size / scene.image_size
+    objects = [ShapeObject(o.color, o.shape, o.cx * s, o.cy * s, o.size * s) for o in scene.objects]
+    return render_objects(objects, scene.background, size)
+
+
+def label_pixels(
+    image: np.ndarray | Image.Image, background: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """Label each pixel with a palette index (``COLORS`` order) or -1 for background.
+
+    Anti-aliased edges are blends of an object colour and the background, so a pixel is assigned
+    to the palette colour whose background-to-colour line passes closest to it, and counts as that
+    colour when it lies at least half-way along the line. The background defaults to the median of
+    the outermost pixel ring (always pure background in this world).
+    """
+    img = np.asarray(image, dtype=np.float32)[..., :3]  # (H, W, 3)
+    if background is None:
+        ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+        background = tuple(np.median(ring, axis=0))
+    bg = np.asarray(background, np.float32)
+    dirs = np.asarray([PALETTE[c] for c in COLORS], np.float32) - bg  # (K, 3)
+    diff = img - bg  # (H, W, 3)
+    alpha = np.clip(diff @ dirs.T / (dirs * dirs).sum(-1), 0.0, 1.0)  # (H, W, K)
+    resid = np.linalg.norm(diff[..., None, :] - alpha[..., None] * dirs, axis=-1)  # (H, W, K)
+    best = resid.argmin(-1)
+    best_alpha = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
+    return np.where(best_alpha >= 0.5, best, -1)
+
+
+# ----------------------------------------------------------------------------- data set
+
+
+def split_rng(seed: int, index: int, split: str = "train") -> np.random.Generator:
+    """The random stream of one sample: depends only on (seed, split, index)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    return np.random.default_rng([seed, SPLITS[split], index])
+
+
+def make_shapes_example(seed: int, index: int, size: int = 64, split: str = "train") -> dict:
+    """Sample ``index`` of the shapes world: ``{"image", "text", "label", "scene"}`` (scene a dict)."""
+    scene = sample_scene(split_rng(seed, index, split), size)
+    return dict(image=render_scene(scene), text=scene.caption, label=scene.label, scene=scene.to_dict())
+
+
+def split_sizes(n: int, test_fraction: float) -> dict[str, int]:
+    """Sizes of the train and (when ``test_fraction`` > 0) test splits of ``n`` samples in total."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    n_test = 0 if test_fraction == 0 else min(n - 1, max(1, round(n * test_fraction)))
+    if test_fraction > 0 and n_test == 0:
+        raise ValueError(f"n = {n} leaves no room for a test split; use n >= 2")
+    return {"train": n - n_test, "test": n_test} if n_test else {"train": n}
+
+
+def prepare_split_dir(out_dir: Path, split: str, overwrite: bool) -> Path:
+    """Create ``out_dir/split``; refuse to mix with an existing non-empty one unless ``overwrite``."""
+    path = Path(out_dir) / split
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty (pass overwrite=True / --overwrite)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_shapes_dataset(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    size: int = 64,
+    test_fraction: float = 0.0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, int]:
+    """Write an imagefolder (``train/`` and optionally ``test/``); return the split sizes."""
+    sizes = split_sizes(n, test_fraction)
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    width = max(6, len(str(n - 1)))
+    for split, count in sizes.items():
+        path = prepare_split_dir(Path(out_dir), split, overwrite)
+        with open(path / "metadata.jsonl", "w") as meta:
+            for i in tqdm(range(count), desc=f"shapes/{split}", disable=not progress, unit="img"):
+                ex = make_shapes_example(seed, i, size, split)
+                name = f"{i:0{width}d}.png"
+                ex["image"].save(path / name)
+                row = dict(file_name=name, text=ex["text"], label=ex["label"], scene=json.dumps(ex["scene"]))
+                meta.write(json.dumps(row) + "\n")
+        logger.info("wrote %d shapes images to %s", count, path)
+    return sizes
