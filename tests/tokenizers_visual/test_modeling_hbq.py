@@ -224,3 +224,18 @@ def test_bad_chunk_frames_and_latents_raise(tok):
         tok.decode_latents(torch.zeros(1, 8, 1, 2, 2))
     with pytest.raises(ValueError, match="one latent frame"):
         tok.decode_image(tok.encode(_pixels(1, 3, 5, 16, 16)))
+
+
+def test_auto_classes_load_a_saved_tokenizer(tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    import tokenizers_visual
+
+    torch.manual_seed(0)
+    tok = tokenizers_visual.HBQTokenizer(tokenizers_visual.HBQTokenizerConfig.from_preset("hbq-tiny")).eval()
+    tok.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), tokenizers_visual.HBQTokenizerConfig)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, tokenizers_visual.HBQTokenizer)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(tok.encode(x).bits, loaded.encode(x).bits)
