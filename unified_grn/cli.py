@@ -2,10 +2,11 @@
 
 Subcommands (each registered by its own ``_register_*`` function, run by its own ``_cmd_*``):
 
-- ``grn make-data shapes|moving-shapes --out DIR --n N --seed S [--size 64] [--num-frames 9]
-  [--test-fraction F] [--overwrite] [--quiet]``: write a procedural data set (``datasets``
-  imagefolder / videofolder) with a ``train`` split, and a held-out ``test`` split when
-  ``--test-fraction`` > 0 (``N`` is the total over both splits).
+- ``grn make-data shapes|moving-shapes|shapes-chat --out DIR --n N --seed S [--size 64]
+  [--num-frames 9] [--test-fraction F] [--overwrite] [--quiet]``: write a procedural data set
+  (``datasets`` imagefolder / videofolder / JSON-lines conversations with PNGs) with a ``train``
+  split, and a held-out ``test`` split when ``--test-fraction`` > 0 (``N`` is the total over
+  both splits).
 
 ``main(argv)`` returns the exit status: 0 on success, 2 on bad input (with a one-line message on
 stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli …``.
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
-WORLDS = ("shapes", "moving-shapes")
+WORLDS = ("shapes", "moving-shapes", "shapes-chat")
 
 
 class UsageError(Exception):
@@ -72,8 +73,8 @@ def _fraction(text: str) -> float:
 def _register_make_data(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "make-data",
-        help="write a procedural data set (shapes images or moving-shapes videos)",
-        description="Write a procedural data set as a datasets imagefolder / videofolder.",
+        help="write a procedural data set (shapes images, moving-shapes videos, shapes-chat conversations)",
+        description="Write a procedural data set as a datasets imagefolder / videofolder / json folder.",
     )
     p.add_argument("world", choices=WORLDS, help="which world to write")
     p.add_argument("--out", required=True, help="output folder (gets train/ and maybe test/)")
@@ -96,8 +97,9 @@ def _register_make_data(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_make_data(args: argparse.Namespace) -> int:
     from unified_grn.data.moving_shapes import DEFAULT_NUM_FRAMES, write_moving_shapes_dataset
     from unified_grn.data.shapes import split_sizes, write_shapes_dataset
+    from unified_grn.data.shapes_chat import write_shapes_chat_dataset
 
-    if args.world == "shapes" and args.num_frames is not None:
+    if args.world != "moving-shapes" and args.num_frames is not None:
         raise UsageError("--num-frames applies to moving-shapes only")
     try:
         split_sizes(args.n, args.test_fraction)
@@ -108,6 +110,9 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
         if args.world == "shapes":
             sizes = write_shapes_dataset(args.out, args.n, progress=not args.quiet, **common)
             what = f"{args.size}x{args.size} images"
+        elif args.world == "shapes-chat":
+            sizes = write_shapes_chat_dataset(args.out, args.n, progress=not args.quiet, **common)
+            what = f"conversations with {args.size}x{args.size} images"
         else:
             num_frames = args.num_frames or DEFAULT_NUM_FRAMES
             sizes = write_moving_shapes_dataset(

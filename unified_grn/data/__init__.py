@@ -1,4 +1,4 @@
-"""Data for unified_grn: the procedural ``shapes`` and ``moving-shapes`` worlds (see their modules)."""
+"""Data for unified_grn: the procedural ``shapes``, ``moving-shapes`` and ``shapes-chat`` worlds (see their modules)."""
 
 from unified_grn.data.moving_shapes import (
     DIRECTIONS,
@@ -39,6 +39,14 @@ from unified_grn.data.shapes import (
     split_rng,
     write_shapes_dataset,
 )
+from unified_grn.data.shapes_chat import (
+    QUESTION_KINDS,
+    TURN_KINDS,
+    load_shapes_chat,
+    make_shapes_chat_example,
+    scene_questions,
+    write_shapes_chat_dataset,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -46,9 +54,11 @@ __all__ = [
     "DIRECTIONS",
     "PALETTE",
     "POSITIONS",
+    "QUESTION_KINDS",
     "RELATIONS",
     "SCENE_KINDS",
     "SHAPES",
+    "TURN_KINDS",
     "CaptionSpec",
     "Group",
     "Motion",
@@ -61,7 +71,9 @@ __all__ = [
     "format_video_caption",
     "label_pixels",
     "load_moving_shapes",
+    "load_shapes_chat",
     "make_moving_shapes_example",
+    "make_shapes_chat_example",
     "make_shapes_example",
     "moving_scene_errors",
     "parse_caption",
@@ -72,8 +84,10 @@ __all__ = [
     "sample_moving_scene",
     "sample_scene",
     "scene_errors",
+    "scene_questions",
     "split_rng",
     "write_moving_shapes_dataset",
+    "write_shapes_chat_dataset",
     "write_shapes_dataset",
     "write_video",
 ]

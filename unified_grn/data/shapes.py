@@ -76,13 +76,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
+
+from unified_grn.data.folders import (  # noqa: F401 - re-exported: public names of this module
+    SPLITS,
+    prepare_split_dir,
+    split_rng,
+    split_sizes,
+    write_split_folders,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +131,6 @@ RELATION_DOMINANCE = 1.5  # named-axis offset >= this times the other-axis offse
 POSITION_MARGIN = 0.06  # centres keep this far (fraction of size) inside the named third
 SUPERSAMPLE = 4
 MIN_IMAGE_SIZE = 24
-SPLITS = {"train": 0, "test": 1}
 
 
 def gap(size: int) -> float:
@@ -521,40 +526,10 @@ def label_pixels(
 # ----------------------------------------------------------------------------- data set
 
 
-def split_rng(seed: int, index: int, split: str = "train") -> np.random.Generator:
-    """The random stream of one sample: depends only on (seed, split, index)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-    return np.random.default_rng([seed, SPLITS[split], index])
-
-
 def make_shapes_example(seed: int, index: int, size: int = 64, split: str = "train") -> dict:
     """Sample ``index`` of the shapes world: ``{"image", "text", "label", "scene"}`` (scene a dict)."""
     scene = sample_scene(split_rng(seed, index, split), size)
     return dict(image=render_scene(scene), text=scene.caption, label=scene.label, scene=scene.to_dict())
-
-
-def split_sizes(n: int, test_fraction: float) -> dict[str, int]:
-    """Sizes of the train and (when ``test_fraction`` > 0) test splits of ``n`` samples in total."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    n_test = 0 if test_fraction == 0 else min(n - 1, max(1, round(n * test_fraction)))
-    if test_fraction > 0 and n_test == 0:
-        raise ValueError(f"n = {n} leaves no room for a test split; use n >= 2")
-    return {"train": n - n_test, "test": n_test} if n_test else {"train": n}
-
-
-def prepare_split_dir(out_dir: Path, split: str, overwrite: bool) -> Path:
-    """Create ``out_dir/split``; refuse to mix with an existing non-empty one unless ``overwrite``."""
-    path = Path(out_dir) / split
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{path} exists and is not empty (pass overwrite=True / --overwrite)")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def write_shapes_dataset(
@@ -567,18 +542,17 @@ def write_shapes_dataset(
     progress: bool = False,
 ) -> dict[str, int]:
     """Write an imagefolder (``train/`` and optionally ``test/``); return the split sizes."""
-    sizes = split_sizes(n, test_fraction)
+    split_sizes(n, test_fraction)  # validate before touching the disk
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
-    width = max(6, len(str(n - 1)))
-    for split, count in sizes.items():
-        path = prepare_split_dir(Path(out_dir), split, overwrite)
-        with open(path / "metadata.jsonl", "w") as meta:
-            for i in tqdm(range(count), desc=f"shapes/{split}", disable=not progress, unit="img"):
-                ex = make_shapes_example(seed, i, size, split)
-                name = f"{i:0{width}d}.png"
-                ex["image"].save(path / name)
-                row = dict(file_name=name, text=ex["text"], label=ex["label"], scene=json.dumps(ex["scene"]))
-                meta.write(json.dumps(row) + "\n")
-        logger.info("wrote %d shapes images to %s", count, path)
-    return sizes
+
+    def write_sample(path: Path, split: str, i: int, stem: str) -> dict:
+        ex = make_shapes_example(seed, i, size, split)
+        ex["image"].save(path / f"{stem}.png")
+        return dict(
+            file_name=f"{stem}.png", text=ex["text"], label=ex["label"], scene=json.dumps(ex["scene"])
+        )
+
+    return write_split_folders(
+        out_dir, n, test_fraction, write_sample, overwrite=overwrite, progress=progress, desc="shapes"
+    )
