@@ -1,0 +1,1 @@
+"""Small helpers shared by unified_grn modules (optional-dependency probes)."""
