@@ -7,6 +7,16 @@ Subcommands (each registered by its own ``_register_*`` function, run by its own
   (``datasets`` imagefolder / videofolder / JSON-lines conversations with PNGs) with a ``train``
   split, and a held-out ``test`` split when ``--test-fraction`` > 0 (``N`` is the total over
   both splits).
+- ``grn cache-tokens KIND [PATH] --tokenizer DIR --out DIR [--size 64] [--num-frames 9] [--n N]
+  [--batch-size 8] [--overwrite] [--quiet]``: encode a data source once with an HBQ tokenizer and
+  store the codes as a token cache (``unified_grn.data.token_cache``) that training reads.
+- ``grn export-tokens INPUT --out DIR --model DIR [--llm-tokenizer PATH --bits-per-token 4|8|16]
+  [--batch-size 8] [--size N|HxW] [--max-frames N] [--parquet] [--overwrite] [--quiet]``: write
+  the HBQ codes of a folder of images / videos (or a saved dataset) as a dataset, optionally with
+  LLM token ids and the extended LLM tokenizer (``unified_grn.export``).
+- ``grn decode-tokens EXPORT_DIR --out DIR --model DIR [--ids-column COL] [--llm-tokenizer PATH]
+  [--video-format mp4|gif] [--batch-size 8] [--quiet]``: decode exported codes or token ids to
+  PNG / mp4 / gif files.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 on bad input (with a one-line message on
 stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli …``.
@@ -15,9 +25,11 @@ stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +138,204 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- cache-tokens
+
+
+def _register_cache_tokens(subparsers: argparse._SubParsersAction) -> None:
+    from unified_grn.data.sources import SOURCE_KINDS
+
+    p = subparsers.add_parser(
+        "cache-tokens",
+        help="encode a data source once with an HBQ tokenizer and store the codes for training",
+        description="Encode every row of a data source with an HBQ tokenizer; write a token cache "
+        "(datasets Arrow folder + token_cache.json) that training reads instead of pixels.",
+    )
+    p.add_argument("kind", choices=[k for k in SOURCE_KINDS if k != "cache"], help="source format")
+    p.add_argument("path", nargs="?", default=None, help="data folder or file (not for procedural kinds)")
+    p.add_argument("--tokenizer", required=True, help="HBQ tokenizer folder, or a GRN model folder")
+    p.add_argument("--out", required=True, help="output cache folder")
+    p.add_argument("--split", default="train", help="split to encode (default train)")
+    p.add_argument("--size", type=_positive_int, default=64, help="image / frame size in pixels (default 64)")
+    p.add_argument("--num-frames", type=_positive_int, default=9, help="frames per video clip (default 9)")
+    p.add_argument("--frame-stride", type=_positive_int, default=1, help="take every n-th video frame")
+    p.add_argument(
+        "--n", type=_positive_int, default=None, help="rows to encode (procedural kinds: required)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="procedural kinds: the world's seed")
+    p.add_argument("--text-column", default="text", help="caption / text column (default text)")
+    p.add_argument("--label-column", default="label", help="class label column (default label)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="rows per tokenizer call")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_cache_tokens)
+
+
+def _cmd_cache_tokens(args: argparse.Namespace) -> int:
+    from unified_grn.data.sources import SourceConfig
+    from unified_grn.data.token_cache import cache_tokens, load_visual_tokenizer
+
+    try:
+        cfg = SourceConfig(
+            kind=args.kind,
+            path=args.path,
+            split=args.split,
+            size=args.size,
+            num_frames=args.num_frames,
+            frame_stride=args.frame_stride,
+            num_samples=args.n,
+            seed=args.seed,
+            text_column=args.text_column,
+            label_column=args.label_column,
+        )
+        tokenizer = load_visual_tokenizer(args.tokenizer)
+        cache = cache_tokens(
+            cfg,
+            tokenizer,
+            args.out,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise UsageError(str(err)) from None
+    skipped = cache.meta["num_skipped"]
+    print(  # noqa: T201 - the CLI's one summary line
+        f"cached {len(cache)} {cache.task} rows ({skipped} unreadable skipped) with C={cache.num_channels}, "
+        f"M={cache.num_rounds} to {args.out}"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- export-tokens / decode-tokens
+
+
+def _pixel_size(text: str) -> int | tuple[int, int]:
+    """``N`` (square) or ``HxW``."""
+    height, _, width = text.lower().partition("x")
+    if not width:
+        return _positive_int(text)
+    return (_positive_int(height), _positive_int(width))
+
+
+def _register_export_tokens(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-tokens",
+        help="write HBQ visual tokens of images / videos as a dataset (optionally as LLM token ids)",
+        description="Encode a folder of images / videos (or a saved datasets folder) with an HBQ "
+        "tokenizer and write the codes as a datasets Arrow folder (unified_grn.export).",
+    )
+    p.add_argument("input", help="folder of images / videos, or a folder written by save_to_disk")
+    p.add_argument("--out", required=True, help="output folder (datasets.load_from_disk reads it)")
+    p.add_argument("--model", required=True, help="HBQ tokenizer folder, or a GRN model folder")
+    p.add_argument("--llm-tokenizer", default=None, help="local HF tokenizer to extend with visual tokens")
+    p.add_argument(
+        "--bits-per-token",
+        type=int,
+        choices=(4, 8, 16),
+        default=None,
+        help="with --llm-tokenizer (default 8)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="items per tokenizer call (default 8)")
+    p.add_argument(
+        "--size", type=_pixel_size, default=None, help="resize + centre-crop to N or HxW px (default: keep)"
+    )
+    p.add_argument(
+        "--max-frames", type=_positive_int, default=None, help="keep at most this many video frames"
+    )
+    p.add_argument("--parquet", action="store_true", help="also write codes.parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_export_tokens)
+
+
+def _cmd_export_tokens(args: argparse.Namespace) -> int:
+    from unified_grn.export import MANIFEST_FILE, export_visual_tokens
+
+    if args.bits_per_token is not None and args.llm_tokenizer is None:
+        raise UsageError("--bits-per-token needs --llm-tokenizer")
+    try:
+        table = export_visual_tokens(
+            args.input,
+            args.out,
+            args.model,
+            llm_tokenizer=args.llm_tokenizer,
+            bits_per_token=args.bits_per_token,
+            batch_size=args.batch_size,
+            size=args.size,
+            max_frames=args.max_frames,
+            parquet=args.parquet,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (ValueError, OSError) as err:  # OSError: missing / existing folders, unreadable files
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    manifest = json.loads((Path(args.out) / MANIFEST_FILE).read_text())
+    llm = (
+        f"; LLM token ids ({manifest['llm']['layout']['bits_per_token']} bits/token)"
+        if manifest["llm"]
+        else ""
+    )
+    print(  # noqa: T201 - the CLI's one summary line
+        f"exported {manifest['num_images']} images + {manifest['num_videos']} videos "
+        f"({manifest['num_skipped']} unreadable skipped){llm} to {args.out} ({len(table)} rows)"
+    )
+    return 0
+
+
+def _register_decode_tokens(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "decode-tokens",
+        help="decode exported visual tokens (codes or LLM token ids) back to PNG / mp4 / gif",
+        description="Decode the rows of an export folder (grn export-tokens) with its HBQ tokenizer.",
+    )
+    p.add_argument("export_dir", help="folder written by grn export-tokens")
+    p.add_argument("--out", required=True, help="folder for the decoded images / videos")
+    p.add_argument("--model", required=True, help="HBQ tokenizer folder, or a GRN model folder")
+    p.add_argument(
+        "--ids-column", default=None, help="decode LLM token ids from this column (e.g. input_ids)"
+    )
+    p.add_argument(
+        "--llm-tokenizer", default=None, help="extended tokenizer folder (default: EXPORT_DIR/llm_tokenizer)"
+    )
+    p.add_argument(
+        "--video-format", choices=("mp4", "gif"), default="mp4", help="video file format (default mp4)"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="items per tokenizer call (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_decode_tokens)
+
+
+def _cmd_decode_tokens(args: argparse.Namespace) -> int:
+    from unified_grn.export import decode_visual_tokens
+
+    if args.llm_tokenizer is not None and args.ids_column is None:
+        raise UsageError("--llm-tokenizer needs --ids-column")
+    try:
+        paths = decode_visual_tokens(
+            args.export_dir,
+            args.out,
+            args.model,
+            ids_column=args.ids_column,
+            layout=args.llm_tokenizer,
+            video_format=args.video_format,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
+    except (ValueError, OSError) as err:
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    source = f"token ids ({args.ids_column})" if args.ids_column else "codes"
+    print(f"decoded {len(paths)} items from {source} to {args.out}")  # noqa: T201 - the CLI's one summary line
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
-_REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_register_make_data,)
+_REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _register_make_data,
+    _register_cache_tokens,
+    _register_export_tokens,
+    _register_decode_tokens,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,9 @@
-"""Data for unified_grn: the procedural ``shapes``, ``moving-shapes`` and ``shapes-chat`` worlds (see their modules)."""
+"""Data for unified_grn: the procedural ``shapes``, ``moving-shapes`` and ``shapes-chat`` worlds (see their modules),
+training sources (``sources``), examples and their collator samples (``examples``), the HBQ token
+cache (``token_cache``) and the resumable weighted mixture (``mixture``)."""
 
+from unified_grn.data.examples import TASKS, Example, conversation_segments, to_grn_sample
+from unified_grn.data.mixture import DataMixture
 from unified_grn.data.moving_shapes import (
     DIRECTIONS,
     Motion,
@@ -47,6 +51,16 @@ from unified_grn.data.shapes_chat import (
     scene_questions,
     write_shapes_chat_dataset,
 )
+from unified_grn.data.sources import SOURCE_KINDS, Source, SourceConfig, build_source
+from unified_grn.data.token_cache import (
+    TokenCache,
+    TokenCacheMismatchError,
+    cache_tokens,
+    encode_examples,
+    load_token_cache,
+    load_visual_tokenizer,
+    tokenizer_fingerprint,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -58,20 +72,34 @@ __all__ = [
     "RELATIONS",
     "SCENE_KINDS",
     "SHAPES",
+    "SOURCE_KINDS",
+    "TASKS",
     "TURN_KINDS",
     "CaptionSpec",
+    "DataMixture",
+    "Example",
     "Group",
     "Motion",
     "MovingObject",
     "MovingScene",
     "Scene",
     "ShapeObject",
+    "Source",
+    "SourceConfig",
+    "TokenCache",
+    "TokenCacheMismatchError",
+    "build_source",
+    "cache_tokens",
     "class_index",
+    "conversation_segments",
+    "encode_examples",
     "format_caption",
     "format_video_caption",
     "label_pixels",
     "load_moving_shapes",
     "load_shapes_chat",
+    "load_token_cache",
+    "load_visual_tokenizer",
     "make_moving_shapes_example",
     "make_shapes_chat_example",
     "make_shapes_example",
@@ -86,6 +114,8 @@ __all__ = [
     "scene_errors",
     "scene_questions",
     "split_rng",
+    "to_grn_sample",
+    "tokenizer_fingerprint",
     "write_moving_shapes_dataset",
     "write_shapes_chat_dataset",
     "write_shapes_dataset",
