@@ -14,6 +14,9 @@ Layout (docs/CONTRACTS.md): pixels are float in [-1, 1], ``(B, 3, T, H, W)`` or 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -389,6 +392,29 @@ class HBQTokenizer(PreTrainedModel):
         if pixels.shape[2] != 1:
             raise ValueError(f"decode_image needs codes with one latent frame, got {pixels.shape[2]} frames.")
         return pixels[:, :, 0]
+
+    def fingerprint(self) -> str:
+        """A stable sha256 (hex) of this tokenizer: its own config fields + every state-dict tensor.
+
+        Tensors are hashed by sorted name with dtype, shape and raw bytes, so a ``save_pretrained`` /
+        ``from_pretrained`` round trip keeps the fingerprint, and any change of weights or
+        architecture changes it. Generic ``PretrainedConfig`` fields (transformers version, dtype
+        bookkeeping, ...) are left out so the value is stable across transformers releases. Exported
+        codes and token caches record it, and decoding with another tokenizer is refused.
+        """
+        base = {f.name for f in dataclasses.fields(PreTrainedConfig)}
+        own = {
+            f.name: getattr(self.config, f.name)
+            for f in dataclasses.fields(type(self.config))
+            if f.name not in base
+        }
+        digest = hashlib.sha256(b"unified_grn.hbq_fingerprint/1\n")
+        digest.update(json.dumps({"model_type": self.config.model_type, **own}, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"\n{name}|{flat.dtype}|{tuple(tensor.shape)}\n".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def forward(self, pixels: torch.Tensor, chunk_frames: int | None = None) -> HBQTokenizerOutput:
         """Training path: encode, ``tanh``, HBQ with the straight-through estimator, decode."""

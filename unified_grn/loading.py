@@ -15,6 +15,7 @@ input rows at the RMS of the pretrained text embedding.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "default_text_tokenizer",
     "from_backbone",
     "load_extras",
+    "load_visual_tokenizer",
     "save_extras",
 ]
 
@@ -199,3 +201,17 @@ def from_backbone(cls, path: str | Path, visual_tokenizer=None, text_tokenizer=N
     with torch.device(embedding.device):
         model = cls(config, backbone=backbone, text_tokenizer=tokenizer, visual_tokenizer=vt_model)
     return model.to(embedding.dtype)
+
+
+def load_visual_tokenizer(path: str | Path) -> HBQTokenizer:
+    """An :class:`HBQTokenizer` in eval mode from its own folder (``config.json`` with ``model_type``
+    ``hbq_tokenizer``) or from a GRN model folder (its ``visual_tokenizer/`` subfolder)."""
+    folder = Path(path)
+    for candidate in (folder, folder / "visual_tokenizer"):
+        config = candidate / "config.json"
+        if config.is_file() and json.loads(config.read_text()).get("model_type") == "hbq_tokenizer":
+            return HBQTokenizer.from_pretrained(str(candidate), use_safetensors=True).eval()
+    raise ValueError(
+        f"{folder} is neither an HBQ tokenizer folder (config.json with model_type 'hbq_tokenizer') "
+        "nor a GRN model folder with visual_tokenizer/."
+    )

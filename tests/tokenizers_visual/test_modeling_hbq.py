@@ -239,3 +239,13 @@ def test_auto_classes_load_a_saved_tokenizer(tmp_path):
     assert isinstance(loaded, tokenizers_visual.HBQTokenizer)
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.equal(tok.encode(x).bits, loaded.encode(x).bits)
+
+
+def test_fingerprint_survives_save_load_and_changes_with_weights(tmp_path):
+    torch.manual_seed(0)
+    tok = HBQTokenizer(HBQTokenizerConfig.from_preset("hbq-tiny"))
+    tok.save_pretrained(tmp_path)
+    assert HBQTokenizer.from_pretrained(tmp_path).fingerprint() == tok.fingerprint()
+    with torch.no_grad():
+        next(tok.parameters()).view(-1)[0] += 1e-3
+    assert HBQTokenizer.from_pretrained(tmp_path).fingerprint() != tok.fingerprint()

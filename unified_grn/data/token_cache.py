@@ -28,7 +28,6 @@ Video clips are cached from frame 0 (one clip per video); a cache is one split a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from tqdm.auto import tqdm
 from tokenizers_visual.modeling_hbq import HBQTokenizer
 from unified_grn.data.examples import TASKS, Example
 from unified_grn.data.sources import UNBOUNDED, Source, SourceConfig, build_source, quiet_datasets
+from unified_grn.loading import load_visual_tokenizer as _load_visual_tokenizer
 
 __all__ = [
     "TOKEN_CACHE_META",
@@ -63,39 +63,18 @@ logger = logging.getLogger(__name__)
 TOKEN_CACHE_META = "token_cache.json"
 FORMAT = "unified_grn.token_cache"
 FORMAT_VERSION = 1
-_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
 
 
 class TokenCacheMismatchError(ValueError):
     """A token cache was encoded by a tokenizer with other ``C`` (latent channels) or ``M`` (rounds)."""
 
 
+load_visual_tokenizer = _load_visual_tokenizer  # re-exported: the one loader lives in unified_grn.loading
+
+
 def tokenizer_fingerprint(tokenizer: HBQTokenizer) -> str:
-    """SHA-256 over the tokenizer's architecture config and every weight (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256()
-    config = {k: v for k, v in tokenizer.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(tokenizer.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
-
-
-def load_visual_tokenizer(path: str | Path) -> HBQTokenizer:
-    """An :class:`HBQTokenizer` from its folder, or from a GRN model folder's ``visual_tokenizer/``."""
-    folder = Path(path)
-    if not (folder / "config.json").is_file() and (folder / "visual_tokenizer").is_dir():
-        folder = folder / "visual_tokenizer"
-    elif (folder / "config.json").is_file():
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-        if model_type != "hbq_tokenizer" and (folder / "visual_tokenizer").is_dir():
-            folder = folder / "visual_tokenizer"
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path} is neither an HBQ tokenizer folder nor a GRN model folder with visual_tokenizer/."
-        )
-    return HBQTokenizer.from_pretrained(str(folder)).eval()
+    """:meth:`HBQTokenizer.fingerprint` (the same value export records)."""
+    return tokenizer.fingerprint()
 
 
 # ----------------------------------------------------------------------------- encoding
