@@ -34,6 +34,7 @@ from unified_grn import loading, objective
 from unified_grn.attention_masks import build_visibility, prefix_visual_mask, to_additive_mask
 from unified_grn.collator import prompt_ids
 from unified_grn.configuration_grn import GRNConfig, GRNGenerationConfig
+from unified_grn.generation import GRNGenerationMixin
 from unified_grn.modeling_outputs import GRNOutput, GRNPromptCache, VisualInputs
 from unified_grn.visual_embedding import GRNHBQHead, GRNVisualEmbedding, HBQInputRows, grid_coords
 from unified_grn.vocab import GRNVocab
@@ -67,7 +68,7 @@ class GRNPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
 
 
-class GRNForConditionalGeneration(GRNPreTrainedModel):
+class GRNForConditionalGeneration(GRNGenerationMixin, GRNPreTrainedModel):
     """GRN on a causal-LM backbone: text in, text or HBQ image/video codes out.
 
     Args:
