@@ -17,6 +17,12 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
+# Under pytest-xdist each worker gets one core: two OpenMP threads per worker on a 2-core machine
+# spin-wait against each other and run tiny models 10x slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

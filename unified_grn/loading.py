@@ -15,6 +15,7 @@ input rows at the RMS of the pretrained text embedding.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -74,6 +75,11 @@ def checked_text_tokenizer(tokenizer, vocab: GRNVocab):
 
 
 def build_visual_tokenizer(config: HBQTokenizerConfig) -> HBQTokenizer:
+    # The tokenizer is a convnet: an attention backend chosen for the LM (propagated by
+    # transformers into every sub-config, e.g. from_config(..., attn_implementation="sdpa")) does
+    # not apply to it, and PreTrainedModel would refuse one it does not declare.
+    config = copy.deepcopy(config)
+    config._attn_implementation = None
     return HBQTokenizer(config).eval()
 
 

@@ -145,3 +145,12 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_from_config_with_an_attention_backend_still_builds_its_visual_tokenizer(attn):
+    """The LM's attn_implementation propagates to every sub-config; the convnet tokenizer ignores it."""
+    torch.manual_seed(0)
+    model = AutoModelForGRN.from_config(GRNConfig.from_preset("GRN-tiny"), attn_implementation=attn)
+    assert isinstance(model.visual_tokenizer, HBQTokenizer)
+    assert model.config._attn_implementation == attn
