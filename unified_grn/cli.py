@@ -7,6 +7,9 @@ Subcommands (each registered by its own ``_register_*`` function, run by its own
   (``datasets`` imagefolder / videofolder / JSON-lines conversations with PNGs) with a ``train``
   split, and a held-out ``test`` split when ``--test-fraction`` > 0 (``N`` is the total over
   both splits).
+- ``grn make-data-real fashion-mnist|twemoji --out DIR [--limit N] [--size 32] [--overwrite]
+  [--quiet]``: write an installed real data set (``bash scripts/install_real_data.sh``) as an
+  imagefolder with ``train`` / ``test`` splits (``unified_grn.data.real``).
 - ``grn cache-tokens KIND [PATH] --tokenizer DIR --out DIR [--size 64] [--num-frames 9] [--n N]
   [--batch-size 8] [--overwrite] [--quiet]``: encode a data source once with an HBQ tokenizer and
   store the codes as a token cache (``unified_grn.data.token_cache``) that training reads.
@@ -17,6 +20,10 @@ Subcommands (each registered by its own ``_register_*`` function, run by its own
 - ``grn decode-tokens EXPORT_DIR --out DIR --model DIR [--ids-column COL] [--llm-tokenizer PATH]
   [--video-format mp4|gif] [--batch-size 8] [--quiet]``: decode exported codes or token ids to
   PNG / mp4 / gif files.
+- ``grn export-checkpoint RUN_DIR --out DIR [--weights auto|ema|model] [--overwrite]``: consolidate
+  a training checkpoint (ZeRO-3, ZeRO-2 or plain; the run's latest, or a ``checkpoints/step_N``
+  folder) into a ``save_pretrained`` folder that ``AutoModelForGRN.from_pretrained`` loads, with
+  the text and visual tokenizers (``unified_grn.training.export``).
 
 ``main(argv)`` returns the exit status: 0 on success, 2 on bad input (with a one-line message on
 stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli …``.
@@ -135,6 +142,42 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     splits = " + ".join(f"{count} {split}" for split, count in sizes.items())
     print(f"wrote {args.world}: {splits} {what} to {args.out}")  # noqa: T201 - the CLI's one summary line
+    return 0
+
+
+# ----------------------------------------------------------------------------- make-data-real
+
+
+def _register_make_data_real(subparsers: argparse._SubParsersAction) -> None:
+    from unified_grn.data.real import REAL_DATASETS
+
+    p = subparsers.add_parser(
+        "make-data-real",
+        help="write an installed real data set (fashion-mnist, twemoji) as an imagefolder",
+        description="Write Fashion-MNIST (official split, padded to --size) or Twemoji (90/10 split by "
+        "base emoji) as a datasets imagefolder with metadata.jsonl (text, label). Install the data "
+        "first with `bash scripts/install_real_data.sh`.",
+    )
+    p.add_argument("name", choices=REAL_DATASETS, help="which data set")
+    p.add_argument("--out", required=True, help="output folder (gets train/ and test/)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most N images per split")
+    p.add_argument("--size", type=_positive_int, default=32, help="fashion-mnist canvas (28: native)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/ folders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_make_data_real)
+
+
+def _cmd_make_data_real(args: argparse.Namespace) -> int:
+    from unified_grn.data.real import write_real_dataset
+
+    try:
+        sizes = write_real_dataset(
+            args.name, args.out, args.limit, args.size, overwrite=args.overwrite, progress=not args.quiet
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # RealDataMissingError included
+        raise UsageError(str(err)) from None
+    splits = " + ".join(f"{count} {split}" for split, count in sizes.items())
+    print(f"wrote {args.name}: {splits} images to {args.out}")  # noqa: T201 - the CLI's one summary line
     return 0
 
 
@@ -328,13 +371,50 @@ def _cmd_decode_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- export-checkpoint
+
+
+def _register_export_checkpoint(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-checkpoint",
+        help="turn a training checkpoint (ZeRO-3 / ZeRO-2 / plain) into a from_pretrained folder",
+        description="Consolidate a training checkpoint into a save_pretrained folder with the text and "
+        "visual tokenizers; AutoModelForGRN.from_pretrained(DIR) loads it.",
+    )
+    p.add_argument(
+        "run_dir", help="a training run folder (its latest checkpoint) or a checkpoints/step_N folder"
+    )
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument(
+        "--weights",
+        choices=("auto", "ema", "model"),
+        default="auto",
+        help="auto (default): the EMA weights when the run kept them, else the model's",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=_cmd_export_checkpoint)
+
+
+def _cmd_export_checkpoint(args: argparse.Namespace) -> int:
+    from unified_grn.training.export import export_checkpoint
+
+    try:
+        out = export_checkpoint(args.run_dir, args.out, weights=args.weights, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise UsageError(str(err)) from None
+    print(f"exported {args.run_dir} to {out}")  # noqa: T201 - the CLI's one summary line
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
 _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_make_data,
+    _register_make_data_real,
     _register_cache_tokens,
     _register_export_tokens,
     _register_decode_tokens,
+    _register_export_checkpoint,
 )
 
 

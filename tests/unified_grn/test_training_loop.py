@@ -1,0 +1,200 @@
+"""The training loop in one process (plain PyTorch): outputs, non-finite losses, i2v, text share, EMA, export."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from unified_grn import AutoModelForGRN, GRNConfig, GRNForConditionalGeneration
+from unified_grn.collator import GRNCollator, GRNSample
+from unified_grn.training import (
+    NonFiniteLossError,
+    export_checkpoint,
+    load_train_config,
+    plan_run,
+    run_training,
+)
+from unified_grn.training.batches import clean_first_frame_inputs
+from unified_grn.training.checkpoint import latest_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "train" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(out: Path, *overrides: str, resume: bool = False):
+    cfg = load_train_config(TINY, [f"output_dir={out}", "run.progress=false", *overrides])
+    return run_training(plan_run(cfg, 1, None), resume=resume)
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_plain_run_writes_every_output_and_loss_falls(tmp_path):
+    out = tmp_path / "run"
+    tr = _run(out, "max_steps=8", "run.checkpoint_every=4")
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    for key in ("loss", "visual_loss", "text_loss", "lr", "tokens_per_s", "grad_norm", "peak_memory_mb"):
+        assert key in rows[0]
+    assert rows[0]["tokens_per_s"] > 0 and rows[-1]["samples"] == 64
+    assert sum(r["loss"] for r in rows[-3:]) / 3 < rows[0]["loss"] - 0.02
+    assert latest_checkpoint(out).name == "step_00000008"
+    assert load_train_config(out / "config.yaml").run.max_steps == 8
+    model = AutoModelForGRN.from_pretrained(out / "final")
+    trained = dict(tr.model.named_parameters())
+    assert all(torch.equal(p, trained[n]) for n, p in model.named_parameters())
+    codes = torch.randint(0, 16, (1, 4, 4, 16))
+    batch = GRNCollator.from_model(model, seed=0)([GRNSample.text_to_image("a red circle", codes)])
+    with torch.no_grad():
+        assert math.isfinite(float(model(**batch.as_dict()).loss))
+
+
+def _nan_forward(monkeypatch, bad_calls):
+    original = GRNForConditionalGeneration.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if bad_calls(calls["n"]):
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(GRNForConditionalGeneration, "forward", forward)
+
+
+def test_a_non_finite_loss_is_skipped(tmp_path, monkeypatch, caplog):
+    _nan_forward(monkeypatch, lambda n: n == 2)
+    tr = _run(tmp_path / "run", "max_steps=3", "run.export_final=false")
+    assert tr.step == 3 and tr.skipped_steps == 1
+    assert "non-finite loss at step 2" in caplog.text
+    assert all(math.isfinite(r["loss"]) for r in _rows(tmp_path / "run"))
+
+
+def test_non_finite_losses_in_a_row_stop_with_a_checkpoint(tmp_path, monkeypatch):
+    _nan_forward(monkeypatch, lambda n: n > 2)
+    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row at step 3") as err:
+        _run(tmp_path / "run", "max_steps=10", "run.max_nan_steps=3")
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    assert checkpoint is not None and str(checkpoint) in str(err.value)
+    assert torch.load(checkpoint / "trainer.pt", weights_only=True)["step"] == 2
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path):
+    _run(tmp_path / "a", "max_steps=2", "run.export_final=false")
+    tr = _run(tmp_path / "b", "max_steps=2", "run.export_final=false", "model.gradient_checkpointing=true")
+    assert getattr(tr.model, "is_activation_checkpointing", None) or tr.model.is_gradient_checkpointing
+    for a, b in zip(_rows(tmp_path / "a"), _rows(tmp_path / "b")):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_image_to_video_keeps_latent_frame_zero_clean():
+    grn = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
+    gen = torch.Generator().manual_seed(0)
+    video = torch.randint(0, 16, (3, 4, 4, 16))
+    samples = [GRNSample.text_to_video("a circle moving right", video), GRNSample.text_to_video("x", video)]
+    batch = GRNCollator(grn.text_tokenizer, grn.vocab, condition_drop_prob=0.0)(samples)
+    clean_first = torch.tensor([True, False])
+    inputs, kept = clean_first_frame_inputs(grn.config, grn.vocab, batch, clean_first, gen)
+    frame0 = batch.visual_coords[:, 0] == 0
+    block = batch.block_ids[batch.block_ids > 0] - 1
+    assert torch.equal(inputs[frame0 & (block == 0)], batch.visual_codes[frame0 & (block == 0)])
+    assert not torch.equal(inputs[frame0 & (block == 1)], batch.visual_codes[frame0 & (block == 1)])
+    assert kept[0] >= 1 / 3 - 1e-6  # one of three latent frames is whole
+    with torch.no_grad():
+        out = grn(**batch.as_dict(), visual_inputs=inputs, kept_fraction=kept)
+    assert math.isfinite(float(out.loss))
+
+
+def test_text_share_trains_the_text_head(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"there are {i} red circles above a blue square" for i in range(50)) + "\n")
+    sources = f"data.sources=[{{kind: shapes, size: 32}}, {{kind: text, path: {corpus}, name: captions}}]"
+    _run(tmp_path / "run", "max_steps=3", "run.export_final=false", sources, "data.text_share=0.5")
+    rows = _rows(tmp_path / "run")
+    assert any(r["text_loss"] is not None for r in rows)
+    assert rows[-1]["data/captions/samples"] > 0 and rows[-1]["data/shapes/samples"] > 0
+
+
+def test_ema_weights_are_exported_by_default(tmp_path):
+    out = tmp_path / "run"
+    tr = _run(out, "max_steps=3", "optim.ema_decay=0.5")
+    ema = AutoModelForGRN.from_pretrained(out / "final")
+    raw = AutoModelForGRN.from_pretrained(export_checkpoint(out, tmp_path / "raw", weights="model"))
+    name = "hbq_head.proj.weight"
+    assert torch.equal(raw.state_dict()[name], tr.model.state_dict()[name])
+    assert torch.equal(ema.state_dict()[name], tr.ema.shadow[name])
+    assert not torch.equal(ema.state_dict()[name], raw.state_dict()[name])
+
+
+def test_frozen_backbone_and_its_own_learning_rate(tmp_path):
+    tr = _run(tmp_path / "a", "max_steps=2", "run.export_final=false", "model.freeze_backbone=true")
+    fresh = _run(
+        tmp_path / "b", "max_steps=1", "run.export_final=false", "model.freeze_backbone=true", "optim.lr=1e-9"
+    )
+    name = "backbone.model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(tr.model.state_dict()[name], fresh.model.state_dict()[name])
+    tr = _run(tmp_path / "c", "max_steps=1", "run.export_final=false", "model.backbone_lr=1e-5")
+    assert sorted({g["lr"] for g in tr.optimizer.param_groups}) == [1e-5, 1e-3]
+
+
+def test_saving_the_same_step_twice_keeps_latest_complete(tmp_path):
+    tr = _run(tmp_path / "run", "max_steps=1", "run.export_final=false")
+    (tmp_path / "run" / "checkpoints" / ".tmp-step_00000009").mkdir()  # left by a killed run
+    again = save_checkpoint(tr)
+    assert again.name == "step_00000001.1" and latest_checkpoint(tmp_path / "run") == again
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))
+
+
+def test_script_trains_the_embedded_default_without_a_config(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["max_steps=2", f"output_dir={tmp_path}", "run.progress=false"]) == 0
+    assert load_train_config(tmp_path / "config.yaml").model.preset == "GRN-tiny"
+    assert AutoModelForGRN.from_pretrained(tmp_path / "final").config.num_class_tokens == 18
+
+
+def test_local_backbone_and_init_from(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from unified_grn.text_tokenizer import build_byte_tokenizer
+
+    tokenizer = build_byte_tokenizer()
+    lm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=256,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    lm.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    tr = _run(tmp_path / "a", "max_steps=2", f"model.backbone={tmp_path / 'lm'}", "model.backbone_lr=1e-5")
+    assert tr.model.config.text_config.hidden_size == 32
+    layer = "backbone.model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(tr.model.state_dict()[layer], lm.state_dict()["model.layers.0.mlp.up_proj.weight"])
+    again = _run(
+        tmp_path / "b", "max_steps=1", f"model.init_from={tmp_path / 'a' / 'final'}", "optim.lr=1e-9"
+    )
+    assert torch.allclose(again.model.state_dict()[layer], tr.model.state_dict()[layer], atol=1e-6)
