@@ -14,7 +14,7 @@ the Twemoji tokenizer: an out-of-domain smoke test). Each row stands next to the
 budget, on the same images. The reconstruction is ``decode(encode(x))``: exactly the stored bits.
 
     bash scripts/install_real_data.sh
-    python scripts/exp_real_reconstruction.py --steps 2000
+    python scripts/exp_real_reconstruction.py --steps 2000     # or --steps fashion-mnist=2000,twemoji=300
 
 Writes ``docs/results/real_reconstruction.md`` (and prints it). Resumable: data folders are
 written once, a finished training run is reused, an interrupted one continues from its last
@@ -59,16 +59,33 @@ def ensure_data(name: str, data_root: Path) -> Path:
     return folder
 
 
+def parse_steps(text: str, names: list[str]) -> dict[str, int]:
+    """``"2000"`` (every data set) or ``"fashion-mnist=2000,twemoji=300"``."""
+    if "=" not in text:
+        return dict.fromkeys(names, int(text))
+    steps = {k.strip(): int(v) for k, v in (item.split("=", 1) for item in text.split(",") if item.strip())}
+    missing = [n for n in names if n not in steps]
+    if missing:
+        raise SystemExit(f"--steps names no step count for {missing}")
+    return steps
+
+
 def train(name: str, args: argparse.Namespace, data: Path) -> tuple[Path, float]:
     """Run (or resume, or reuse) the trainer; returns the run folder and its total wall time."""
-    out = args.out_dir / name
+    out, steps = args.out_dir / name, args.steps[name]
     done, wall = out / "done.json", out / "wall_time_s.txt"
-    if done.exists() and json.loads(done.read_text())["steps"] == args.steps:
-        logger.info("%s: reusing %s", name, out)
-        return out, float(wall.read_text())
+    if done.exists():
+        done_steps = json.loads(done.read_text())["steps"]
+        if done_steps == steps:
+            logger.info("%s: reusing %s", name, out)
+            return out, float(wall.read_text())
+        if done_steps > steps:
+            raise SystemExit(
+                f"{out} holds a {done_steps}-step run; ask for >= {done_steps} or use another --out-dir"
+            )
     cmd = [
         sys.executable, "-m", "tokenizers_visual.train", "--config", CONFIGS[name],
-        f"run.max_steps={args.steps}", "run.max_time_s=null", f"run.output_dir={out}",
+        f"run.max_steps={steps}", "run.max_time_s=null", f"run.output_dir={out}",
         f"run.seed={args.seed}", f"data.image_dir={data}", "run.progress=false",
     ]  # fmt: skip
     if (out / "checkpoints" / "latest").exists():
@@ -85,7 +102,7 @@ def train(name: str, args: argparse.Namespace, data: Path) -> tuple[Path, float]
     total = (float(wall.read_text()) if wall.exists() else 0.0) + time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     wall.write_text(f"{total:.0f}\n")
-    done.write_text(json.dumps({"steps": args.steps}) + "\n")
+    done.write_text(json.dumps({"steps": steps}) + "\n")
     return out, total
 
 
@@ -166,7 +183,7 @@ def evaluate_twemoji(model: HBQTokenizer, frames: int) -> list[dict]:
 
 def evaluate(name: str, run: Path, args: argparse.Namespace) -> list[dict]:
     cache = run / "real_eval.json"
-    key = {"steps": args.steps, "n_fmnist": args.n_fmnist, "frames": args.frames}
+    key = {"steps": args.steps[name], "n_fmnist": args.n_fmnist, "frames": args.frames}
     if cache.exists() and json.loads(cache.read_text())["key"] == key:
         return json.loads(cache.read_text())["rows"]
     model = HBQTokenizer.from_pretrained(run / "final").eval()
@@ -186,7 +203,7 @@ def table(rows: list[dict], runs: dict[str, tuple[Path, float]], args: argparse.
         "# Tokenizer reconstruction on real data (issue 7)",
         "",
         f"Command: `python scripts/exp_real_reconstruction.py {' '.join(args.argv)}` "
-        f"({args.steps} training steps per tokenizer, seed {args.seed}, {args.threads} torch thread(s), CPU).",
+        f"(seed {args.seed}, {args.threads} torch thread(s), CPU).",
         "",
         "| data | images | codec | bits / image | PSNR (dB) | SSIM |",
         "|---|---|---|---|---|---|",
@@ -196,7 +213,11 @@ def table(rows: list[dict], runs: dict[str, tuple[Path, float]], args: argparse.
             f"| {r['data']} | {r['n']} | {r['codec']} | {r['bits']:.0f}{r.get('note', '')} "
             f"| {r['psnr']:.2f} | {r['ssim']:.4f} |"
         )
-    lines += ["", "Training wall time: " + ", ".join(f"{k} {v:.0f} s" for k, (_, v) in runs.items()) + "."]
+    lines += [
+        "",
+        "Training: " + ", ".join(f"{k} {args.steps[k]} steps in {v:.0f} s" for k, (_, v) in runs.items()),
+    ]
+    lines[-1] += " (wall time of the trainer processes, setup and resumes included)."
     lines += ["", NOTES]
     return "\n".join(lines) + "\n"
 
@@ -217,7 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=2000, help="training steps per tokenizer")
+    parser.add_argument(
+        "--steps", default="2000", help="training steps per tokenizer: N, or fashion-mnist=N,twemoji=M"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (training and evaluation)")
     parser.add_argument("--datasets", default="fashion-mnist,twemoji")
@@ -231,6 +254,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    args.steps = parse_steps(args.steps, names)
     runs, rows = {}, []
     for name in names:
         runs[name] = train(name, args, ensure_data(name, args.data_root))
