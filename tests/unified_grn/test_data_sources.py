@@ -232,8 +232,10 @@ def test_examples_become_collator_samples():
     visual = [s for s in segs if isinstance(s, VisualSegment)]
     assert [(v.target, v.start_label) for v in visual] == [(False, False), (True, True)]
     trained = [s.text for s in segs if isinstance(s, TextSegment) and s.loss]
-    assert trained == ["red", [7]]
+    assert trained == ["red", [7], [7]]  # EOS after the text reply and after the image reply
+    assert isinstance(segs[-1], TextSegment) and segs[-1].text == [7] and isinstance(segs[-2], VisualSegment)
     batch = GRNCollator(tokenizer, vocab, condition_drop_prob=0.0)(samples)
-    assert batch.block_is_target.tolist() == [True, True, False, True]
+    # the drawn image is followed by EOS, so the collator adds its clean copy for the model to read
+    assert batch.block_is_target.tolist() == [True, True, False, True, False]
     with pytest.raises(ValueError, match="still holds pixels"):
         to_grn_sample(Example("t2i", visuals=[torch.zeros(3, 1, 8, 8)]))

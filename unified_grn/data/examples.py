@@ -16,8 +16,9 @@ task        segments (``[...]`` = a visual block; the collator adds BOS and mark
 ``text``    ``text (loss)  [EOS (loss)]``
 ``chat``    per message ``"User: "`` / ``"Assistant: "``, then its items in order, then
             ``"\\n"`` between messages. User text and images are context; assistant text
-            is trained (followed by EOS when given), assistant images are targets whose
-            start marker is trained too (the model decides to draw).
+            is trained, assistant images are targets whose start marker is trained too
+            (the model decides to draw); every assistant message ends with a trained EOS
+            (when given), so a model learns to end its turn after a reply in either form.
 ==========  =========================================================================
 
 Conversation messages are ``[{"role": str, "content": [item, ...]}]`` with items
@@ -107,7 +108,6 @@ def conversation_segments(
         role = message["role"]
         assistant = role == "assistant"
         segments.append(TextSegment(CHAT_ROLE_PREFIXES.get(role, f"{role.capitalize()}: ")))
-        last = None
         for item in message["content"]:
             if item["type"] == "text":
                 segments.append(TextSegment(item["text"], loss=assistant))
@@ -118,8 +118,7 @@ def conversation_segments(
                 segments.append(segment)
             else:
                 raise ValueError(f"unknown content item type {item['type']!r}; expected 'text' or 'image'.")
-            last = item["type"]
-        if assistant and last == "text" and eos_token_id is not None:
+        if assistant and message["content"] and eos_token_id is not None:
             segments.append(TextSegment([eos_token_id], loss=True))
         if i + 1 < len(messages):
             segments.append(TextSegment(CHAT_TURN_SEPARATOR))
