@@ -11,13 +11,17 @@ specials. Its ids::
     258        <|pad|>
 
 so ``BYTE_VOCAB_SIZE = 259`` is the ``base_vocab_size`` of every preset; GRN's own special tokens
-(``unified_grn.vocab``) follow. Any Hugging Face tokenizer from a local folder works the same way
+(``unified_grn.vocab``) follow. :func:`train_bpe_tokenizer` learns merges on a corpus (the shipped
+model's tokenizer is trained on the shapes worlds' text, ``unified_grn.data.corpus``): the same
+byte alphabet and specials, so any string stays encodable, plus one id per frequent word piece. Any Hugging Face tokenizer from a local folder works the same way
 through ``GRNForConditionalGeneration.from_backbone``.
 """
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from unified_grn.vocab import GRNVocab
@@ -29,6 +33,7 @@ __all__ = [
     "PAD_TOKEN",
     "add_grn_special_tokens",
     "build_byte_tokenizer",
+    "train_bpe_tokenizer",
 ]
 
 BOS_TOKEN = "<|bos|>"
@@ -47,6 +52,31 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([BOS_TOKEN, EOS_TOKEN, PAD_TOKEN])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
+    )
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``texts`` with the ``tokenizers`` library.
+
+    Its first ids are the three specials (``<|bos|>``, ``<|eos|>``, ``<|pad|>``), then the 256
+    byte symbols, then ``vocab_size - 259`` merges learned on ``texts`` (fewer if the corpus has
+    fewer distinct pairs). Words are split GPT-2 style (a leading space belongs to the word).
+    """
+    minimum = BYTE_VOCAB_SIZE
+    if vocab_size < minimum:
+        raise ValueError(f"vocab_size must be >= {minimum} (256 bytes + 3 specials), got {vocab_size}.")
+    tok = Tokenizer(models.BPE(fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS_TOKEN, EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
     )

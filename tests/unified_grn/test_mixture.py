@@ -149,3 +149,37 @@ def test_mixture_of_real_sources(tmp_path):
     tasks = {ex.task for ex in examples}
     assert tasks == {"t2i", "text"} and np.mean([ex.task == "t2i" for ex in examples]) > 0.5
     assert {ex.text for ex in examples if ex.source == "corpus"} <= {"alpha", "beta", "gamma"}
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_grouped_streams_read_one_source_per_group_and_keep_the_mix(world_size):
+    group = 8
+    shards = [
+        make(seed=3, block_size=20, group_size=group, rank=r, world_size=world_size)
+        for r in range(world_size)
+    ]
+    examples = sorted(
+        (ex for shard in shards for ex in shard.take(12000 // world_size)), key=lambda e: e.position
+    )
+    by_group: dict[int, set[str]] = {}
+    for ex in examples:
+        by_group.setdefault(ex.position // group, set()).add(ex.source)
+    assert all(len(sources) == 1 for sources in by_group.values())  # one source per global batch
+    n = len(examples)
+    for name, share in (("a", 0.1), ("b", 0.2), ("c", 0.7)):
+        # one choice per group: the share's standard deviation is sqrt(group) times larger
+        assert abs(sum(ex.source == name for ex in examples) / n - share) < 0.05
+    assert shards[0].block_size % group == 0
+
+
+def test_grouped_stream_resumes_identically_and_group_one_is_the_plain_stream():
+    mix = make(seed=9, block_size=16, group_size=4)
+    mix.take(37)
+    state = json.loads(json.dumps(mix.state_dict()))
+    expected = mix.take(100)
+    resumed = make(seed=9, block_size=16, group_size=4)
+    resumed.load_state_dict(state)
+    assert keys(resumed.take(100)) == keys(expected)
+    assert keys(make(seed=9, group_size=1).take(200)) == keys(make(seed=9).take(200))
+    with pytest.raises(ValueError, match="group_size"):
+        make(group_size=0)

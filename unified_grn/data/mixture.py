@@ -14,7 +14,10 @@ position (next position, draw counts, skip lists); loading it continues the iden
 
 Source choices are drawn in blocks of ``block_size`` positions, vectorised, so the per-sample cost
 does not grow with the world size; the draw counts at the start of the current block are part of
-the state.
+the state. With ``group_size = G > 1`` one choice is drawn per run of ``G`` consecutive positions
+(every position of the run takes it): with ``G`` = the global batch size, each optimizer step
+reads a single source, so an image step is not padded to the length of a video in the same batch.
+The long-run share of each source is the same; ``G = 1`` is the per-position stream above.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ class DataMixture:
         seed: the stream's seed.
         rank: this process's rank.
         world_size: number of ranks sharing the stream.
-        block_size: positions per vectorised block of source choices (part of the stream).
+        block_size: positions per vectorised block of source choices (part of the stream); rounded
+            up to a multiple of ``group_size``.
+        group_size: consecutive positions that share one source choice (module docstring).
         max_consecutive_skips: raise after this many unreadable rows in a row on this rank.
     """
 
@@ -60,6 +65,7 @@ class DataMixture:
         world_size: int = 1,
         block_size: int = 4096,
         max_consecutive_skips: int = 1000,
+        group_size: int = 1,
     ) -> None:
         if not sources:
             raise ValueError("a data mixture needs at least one source.")
@@ -69,6 +75,10 @@ class DataMixture:
         weights = [s.weight for s in sources] if weights is None else list(weights)
         if len(weights) != len(sources) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"need one weight >= 0 per source, not all zero; got {weights}.")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}.")
+        block_size = -(-block_size // group_size) * group_size
+        self.group_size = group_size
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
         for source, w in zip(sources, weights):
@@ -89,7 +99,8 @@ class DataMixture:
     def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
         """Source choice of every position of ``block``, and each one's draw number within the block."""
         rng = np.random.default_rng([self.seed, _CHOICE_STREAM, block])
-        choices = rng.choice(len(self.sources), size=self.block_size, p=self.probs)
+        groups = rng.choice(len(self.sources), size=self.block_size // self.group_size, p=self.probs)
+        choices = np.repeat(groups, self.group_size)
         occurrence = np.zeros(self.block_size, dtype=np.int64)
         for s in range(len(self.sources)):
             hit = choices == s

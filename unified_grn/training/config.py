@@ -105,6 +105,9 @@ class DataConfig:
             read from ``token_cache_dir/NAME`` when that cache exists (written by ``grn
             cache-tokens ... --out token_cache_dir/NAME``), else encoded on the fly.
         max_consecutive_skips: unreadable samples in a row (per rank) before the run stops.
+        group_by_source: every optimizer step draws all its samples from one source (picked by
+            weight), so a step of images is not padded to the length of a video in the batch; the
+            long-run mix is unchanged.
     """
 
     sources: list[SourceConfig] = field(default_factory=_tiny_sources)
@@ -114,6 +117,7 @@ class DataConfig:
     micro_batch_size: int | None = None
     token_cache_dir: str | None = None
     max_consecutive_skips: int = 1000
+    group_by_source: bool = False
 
 
 @dataclass

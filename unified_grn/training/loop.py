@@ -121,6 +121,7 @@ def _build_stream(plan: TrainPlan, model, visual_tokenizer, rank: int, world: in
         rank=rank,
         world_size=world,
         max_consecutive_skips=cfg.data.max_consecutive_skips,
+        group_size=cfg.data.batch_size if cfg.data.group_by_source else 1,
     )
     return BatchStream(
         mixture,

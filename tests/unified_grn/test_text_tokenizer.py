@@ -1,0 +1,78 @@
+"""The offline text tokenizers: the byte-level default and the BPE trained on the shapes worlds."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from unified_grn import GRNForConditionalGeneration
+from unified_grn.data.corpus import shapes_world_texts
+from unified_grn.text_tokenizer import BYTE_VOCAB_SIZE, build_byte_tokenizer, train_bpe_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return train_bpe_tokenizer(list(shapes_world_texts(300, 60, 100)), vocab_size=400)
+
+
+def test_corpus_covers_every_world_and_is_deterministic():
+    texts = list(shapes_world_texts(5, 3, 2, seed=1))
+    assert len(texts) == 10 and texts == list(shapes_world_texts(5, 3, 2, seed=1))
+    assert texts != list(shapes_world_texts(5, 3, 2, seed=2))
+    assert "User: " in texts[-1] and "\nAssistant: " in texts[-1]
+
+
+@pytest.mark.parametrize(
+    "text", ["a red circle above a blue square", "User: how many?\nAssistant: three", "Ünïcode 🙂 ok", ""]
+)
+def test_bpe_round_trips_any_text_and_is_shorter_than_bytes(bpe, text):
+    ids = bpe(text)["input_ids"]
+    assert bpe.decode(ids) == text
+    assert len(ids) <= len(text.encode())
+
+
+def test_bpe_learns_the_grammar_words_and_keeps_the_specials(bpe):
+    assert len(bpe("a red circle above a blue square")["input_ids"]) == 7  # one token per word
+    assert bpe.convert_tokens_to_ids(["<|bos|>", "<|eos|>", "<|pad|>"]) == [0, 1, 2]
+    assert BYTE_VOCAB_SIZE < len(bpe) <= 400
+    assert len(build_byte_tokenizer()("a red circle")["input_ids"]) == 12  # the byte default
+    with pytest.raises(ValueError, match="vocab_size must be >= 259"):
+        train_bpe_tokenizer(["abc"], vocab_size=100)
+
+
+def test_make_shapes_backbone_writes_a_backbone_grn_builds_on(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "make_shapes_backbone", ROOT / "scripts/make_shapes_backbone.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "backbone"
+    script.main(
+        [
+            "--out",
+            str(out),
+            "--hidden-size",
+            "32",
+            "--intermediate-size",
+            "64",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+        ]
+        + ["--corpus", "50", "10", "20", "--vocab-size", "320"]
+    )
+    model = GRNForConditionalGeneration.from_backbone(out, visual_tokenizer="hbq-tiny", num_class_tokens=18)
+    tokenizer = model.text_tokenizer
+    ids = tokenizer("a red circle")["input_ids"]
+    assert tokenizer.decode(ids) == "a red circle" and len(ids) < len("a red circle")
+    assert model.config.base_vocab_size == len(
+        script.train_bpe_tokenizer(list(shapes_world_texts(50, 10, 20)), 320)
+    )
+    out_ids = model.generate("a red circle", num_steps=2, seed=0, output_type="pt", progress_bar=False).images
+    assert torch.isfinite(out_ids).all()
