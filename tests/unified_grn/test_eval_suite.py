@@ -1,0 +1,44 @@
+"""The held-out evaluation suite: prompts from the test splits, every section, and a JSON report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unified_grn import GRNConfig, GRNForConditionalGeneration
+from unified_grn.data.moving_shapes import parse_video_caption
+from unified_grn.data.shapes import make_shapes_example
+from unified_grn.eval.suite import SuiteConfig, chat_turn_cases, evaluate_model, heldout_prompts
+
+
+def test_heldout_prompts_are_distinct_test_captions_not_training_ones():
+    prompts = heldout_prompts("shapes", 20)
+    assert len(set(prompts)) == 20 and prompts == heldout_prompts("shapes", 20)
+    assert prompts[0] == make_shapes_example(0, 0, split="test")["text"]
+    assert prompts != [make_shapes_example(0, i, split="train")["text"] for i in range(20)]
+    videos = heldout_prompts("moving-shapes", 5)
+    assert len(set(videos)) == 5 and all(parse_video_caption(p) for p in videos)  # valid video captions
+
+
+def test_chat_cases_hold_the_history_before_each_assistant_turn():
+    cases = chat_turn_cases(3)
+    assert cases and all(history[-1]["role"] == "user" for history, _ in cases)
+    for history, turn in cases:
+        assert len(history) == turn["message"]
+        images = [i["image"] for m in history for i in m["content"] if i["type"] == "image"]
+        assert all(hasattr(image, "size") for image in images)  # PIL, not file names
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny", num_class_tokens=3)).eval()
+
+
+def test_evaluate_model_runs_every_section_and_is_json(tiny):
+    cfg = SuiteConfig(num_t2i=3, num_t2v=2, c2i_per_class=1, num_chat=0, num_steps=2, batch_size=2, size=32)
+    report = evaluate_model(tiny, cfg)
+    assert json.loads(json.dumps(report)) == report
+    assert report["t2i"]["n"] == 3 and report["t2v"]["n"] == 2 and report["c2i"]["n"] == 3
+    assert report["chat"] is None and set(report["wall_s"]) == {"t2i", "t2v", "c2i", "chat"}
+    assert 0.0 <= report["t2i"]["overall"] <= 1.0

@@ -1,0 +1,186 @@
+"""The held-out evaluation of a model on the shapes worlds: every checker of this package at once.
+
+Prompts come from the ``test`` split of each procedural world (``shapes``, ``moving-shapes``,
+``shapes-chat``; item ``i`` is a pure function of ``(seed, "test", i)``), which no training run
+reads: text-to-image (GenEval-style ``overall``, per task), text-to-video (direction, persistence),
+class-to-image (every class of ``shapes.CLASS_NAMES``), and chat (each assistant turn of a test
+conversation, answered by ``model.chat`` with the true history before it, scored by
+``chat.score_turn``). ``evaluate_model`` returns one JSON-ready dict; the numbers in
+``checkpoints/grn-shapes/MODEL_CARD.md`` are made by ``scripts/evaluate_model.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from unified_grn.data.moving_shapes import make_moving_shapes_example
+from unified_grn.data.shapes import CLASS_NAMES, make_shapes_example
+from unified_grn.data.shapes_chat import make_shapes_chat_example
+from unified_grn.eval.c2i import evaluate_c2i
+from unified_grn.eval.chat import evaluate_chat
+from unified_grn.eval.t2i import evaluate_t2i
+from unified_grn.eval.t2v import evaluate_t2v
+
+__all__ = ["SuiteConfig", "chat_turn_cases", "evaluate_model", "heldout_prompts"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SuiteConfig:
+    """How much to evaluate and with which sampling settings (None: the model's generation config).
+
+    Attributes:
+        num_t2i: text-to-image prompts (distinct test captions).
+        num_t2v: text-to-video prompts.
+        c2i_per_class: samples per class for class-to-image (0 skips it).
+        num_chat: test conversations whose assistant turns are answered (0 skips chat).
+        data_seed: seed of the procedural test splits (the datasets' ``--seed``).
+        seed: sampling seed; sample ``i`` of a section uses ``seed + i``.
+        batch_size: prompts per ``generate`` call.
+        num_steps / guidance_scale / schedule: sampler settings passed to ``generate``.
+        size: image side in pixels (the worlds' 64).
+    """
+
+    num_t2i: int = 100
+    num_t2v: int = 24
+    c2i_per_class: int = 3
+    num_chat: int = 40
+    data_seed: int = 0
+    seed: int = 0
+    batch_size: int = 8
+    num_steps: int | None = None
+    guidance_scale: float | None = None
+    schedule: str | None = None
+    size: int = 64
+
+
+def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
+    """The first ``n`` distinct captions of the ``test`` split of ``world`` (``shapes`` / ``moving-shapes``)."""
+    make = {
+        "shapes": lambda i: make_shapes_example(seed, i, size=size, split="test")["text"],
+        "moving-shapes": lambda i: make_moving_shapes_example(seed, i, size=size, num_frames=5, split="test")[
+            "text"
+        ],
+    }[world]
+    prompts: list[str] = []
+    i = 0
+    while len(prompts) < n and i < 50 * n + 100:
+        text = make(i)
+        if text not in prompts:
+            prompts.append(text)
+        i += 1
+    return prompts
+
+
+def chat_turn_cases(n: int, seed: int = 0, size: int = 64) -> list[tuple[list[dict], dict]]:
+    """``(history, turn)`` per assistant turn of ``n`` test conversations: the messages before the
+    turn's reply (images as PIL) and the turn's record (``kind``, ``answer``, ``caption``)."""
+    cases = []
+    for i in range(n):
+        example = make_shapes_chat_example(seed, i, size=size, split="test")
+        pixels = {entry["file_name"]: entry["image"] for entry in example["images"]}
+        messages = [
+            {
+                "role": m["role"],
+                "content": [
+                    {"type": "image", "image": pixels[item["image"]]} if item["type"] == "image" else item
+                    for item in m["content"]
+                ],
+            }
+            for m in example["messages"]
+        ]
+        for turn in example["turns"]:
+            cases.append((messages[: turn["message"]], turn))
+    return cases
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def _sampling(cfg: SuiteConfig) -> dict[str, Any]:
+    kwargs = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale, "schedule": cfg.schedule}
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _images(model, prompts: list, cfg: SuiteConfig) -> list:
+    out = []
+    for start, chunk in _batches(prompts, cfg.batch_size):
+        seeds = [cfg.seed + start + j for j in range(len(chunk))]
+        result = model.generate(
+            chunk, height=cfg.size, width=cfg.size, seed=seeds, progress_bar=False, **_sampling(cfg)
+        )
+        out.extend(result.images)
+    return out
+
+
+def _videos(model, prompts: list[str], cfg: SuiteConfig) -> list[np.ndarray]:
+    out = []
+    for start, chunk in _batches(prompts, cfg.batch_size):
+        seeds = [cfg.seed + start + j for j in range(len(chunk))]
+        result = model.generate(
+            chunk, modality="video", height=cfg.size, width=cfg.size, seed=seeds, output_type="np",
+            progress_bar=False, **_sampling(cfg),
+        )  # fmt: skip
+        out.extend(list(result.videos))
+    return out
+
+
+def _chat(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if not hasattr(model, "chat"):
+        logger.warning("this model has no chat(); the chat section is skipped")
+        return None
+    pairs = []
+    for i, (history, turn) in enumerate(chat_turn_cases(cfg.num_chat, cfg.data_seed, cfg.size)):
+        reply = model.chat(history, seed=cfg.seed + i, **_sampling(cfg))
+        images = [item for item in reply["content"] if not isinstance(item, str)]
+        text = " ".join(item for item in reply["content"] if isinstance(item, str))
+        pairs.append((images[0] if turn["answer_type"] == "image" and images else text, turn))
+    return evaluate_chat(pairs).to_dict()
+
+
+def evaluate_model(model, cfg: SuiteConfig | None = None) -> dict[str, Any]:
+    """Every checker on the held-out prompts (module docstring); wall time per section included."""
+    cfg = cfg or SuiteConfig()
+    report: dict[str, Any] = {"settings": asdict(cfg), "wall_s": {}}
+    sections = {
+        "t2i": lambda: _t2i(model, cfg),
+        "t2v": lambda: _t2v(model, cfg),
+        "c2i": lambda: _c2i(model, cfg),
+        "chat": lambda: _chat(model, cfg) if cfg.num_chat > 0 else None,
+    }
+    for name, run in sections.items():
+        start = time.perf_counter()
+        report[name] = run()
+        report["wall_s"][name] = round(time.perf_counter() - start, 1)
+        logger.info("%s: %s (%.0f s)", name, report[name], report["wall_s"][name])
+    return report
+
+
+def _t2i(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if cfg.num_t2i <= 0:
+        return None
+    prompts = heldout_prompts("shapes", cfg.num_t2i, cfg.data_seed, cfg.size)
+    return evaluate_t2i(zip(_images(model, prompts, cfg), prompts)).to_dict()
+
+
+def _t2v(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if cfg.num_t2v <= 0:
+        return None
+    prompts = heldout_prompts("moving-shapes", cfg.num_t2v, cfg.data_seed, cfg.size)
+    return evaluate_t2v(zip(_videos(model, prompts, cfg), prompts)).to_dict()
+
+
+def _c2i(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    classes = min(len(CLASS_NAMES), getattr(model.config, "num_class_tokens", 0))
+    if cfg.c2i_per_class <= 0 or classes == 0:
+        return None
+    labels = [k for k in range(classes) for _ in range(cfg.c2i_per_class)]
+    return evaluate_c2i(zip(_images(model, labels, cfg), labels)).to_dict()
