@@ -7,6 +7,8 @@ DeepSpeed, PyAV) are probed in ``unified_grn.utils.import_utils`` and imported w
 """
 
 from unified_grn.auto import AutoModelForGRN, register_auto_classes
+from unified_grn.chat import CHAT_IMAGE_KWARGS, build_chat_context
+from unified_grn.chat_format import IMAGE_PLACEHOLDER
 from unified_grn.collator import GRNBatch, GRNCollator, GRNSample, TextSegment, VisualSegment
 from unified_grn.configuration_grn import GRN_PRESETS, GRNConfig, GRNGenerationConfig
 from unified_grn.modeling_grn import GRNForConditionalGeneration, GRNOutput, GRNPromptCache
@@ -16,7 +18,9 @@ from unified_grn.vocab import GRNVocab
 register_auto_classes()
 
 __all__ = [
+    "CHAT_IMAGE_KWARGS",
     "GRN_PRESETS",
+    "IMAGE_PLACEHOLDER",
     "AutoModelForGRN",
     "GRNBatch",
     "GRNCollator",
@@ -30,4 +34,5 @@ __all__ = [
     "GRNVocab",
     "TextSegment",
     "VisualSegment",
+    "build_chat_context",
 ]

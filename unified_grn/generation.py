@@ -139,7 +139,14 @@ class PromptCacheLogits:
 
 
 class GRNGenerationMixin:
-    """Adds :meth:`generate` to ``GRNForConditionalGeneration`` (see the module docstring)."""
+    """Adds :meth:`generate` and :meth:`chat` to ``GRNForConditionalGeneration`` (module docstring)."""
+
+    def chat(self, messages: Sequence[dict], **generation_kwargs: Any) -> dict:
+        """The assistant's reply to a conversation of text and images: :func:`unified_grn.chat.chat`
+        (arguments and layout there); returns ``{"role": "assistant", "content": [str | PIL image]}``."""
+        from unified_grn.chat import chat  # chat builds on this module
+
+        return chat(self, messages, **generation_kwargs)
 
     @torch.no_grad()
     def generate(

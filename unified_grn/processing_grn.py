@@ -229,6 +229,44 @@ class GRNProcessor(ProcessorMixin):
             pixels = self.postprocess(pixels[None], output_type="np")[0]
         return save_video(pixels, path, fps or self.fps)
 
+    def apply_chat_template(
+        self,
+        conversation: list[dict],
+        tokenize: bool = False,
+        add_generation_prompt: bool = True,
+        *,
+        model=None,
+        truncation: bool = True,
+    ):
+        """A conversation in the chat layout (``unified_grn.chat_format``: one definition, training's).
+
+        Args:
+            conversation: ``[{"role": "system" | "user" | "assistant", "content": str | [item, ...]}]``
+                (text items and images, see ``unified_grn.chat_format``).
+            tokenize: False: the text form, ``"User: ...\\nAssistant: "`` with ``<|image|>``
+                (``chat_format.IMAGE_PLACEHOLDER``) for every image and the EOS token after every
+                assistant message. True: the one-row ``GRNBatch`` that ``model.chat`` runs (images
+                as clean HBQ blocks), oldest turns dropped to fit the backbone's context.
+            add_generation_prompt: end with the new turn's ``"\\n" "Assistant: "``.
+            model: the ``GRNForConditionalGeneration`` (visual tokenizer, vocabulary, context
+                length); needed with ``tokenize=True``.
+            truncation: with ``tokenize=True``, drop the oldest turns of a too-long conversation
+                (a logged warning) or raise.
+
+        Returns:
+            The text form (``str``), or with ``tokenize=True`` a one-row ``GRNBatch``.
+        """
+        from unified_grn.chat import build_chat_context  # chat builds on this module
+        from unified_grn.chat_format import chat_text, normalize_messages
+
+        if not tokenize:
+            return chat_text(normalize_messages(conversation), self.tokenizer, add_generation_prompt)
+        if model is None:
+            raise ValueError(
+                "apply_chat_template(tokenize=True) lays images out as HBQ codes of the model: pass model=."
+            )
+        return build_chat_context(model, conversation, add_generation_prompt, truncation)[0]
+
     def batch_decode(self, *args, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
 
