@@ -24,6 +24,14 @@ Subcommands (each registered by its own ``_register_*`` function, run by its own
   a training checkpoint (ZeRO-3, ZeRO-2 or plain; the run's latest, or a ``checkpoints/step_N``
   folder) into a ``save_pretrained`` folder that ``AutoModelForGRN.from_pretrained`` loads, with
   the text and visual tokenizers (``unified_grn.training.export``).
+- ``grn chat [--model DIR] [--out DIR] [--seed S] [--num-steps N] [--max-new-tokens N] [--device D]
+  [--web --host H --port P]``: chat with a GRN model in the terminal (commands ``/image PATH``,
+  ``/reset``, ``/save FILE``, ``/quit``; stdin may be piped) or in a Gradio web UI
+  (``unified_grn.chat_cli``, ``unified_grn.chat_web``).
+- ``grn demo [--model checkpoints/grn-shapes] [--out outputs] [--seed 0] [--num-steps N] [--quick]
+  [--device D]``: text-to-image, class-to-image, text-to-video, image-to-video and chat with a
+  model, scored by the ``unified_grn.eval`` checkers, written with ``demo.json`` and a
+  self-contained ``index.html`` (``unified_grn.demo``); exit status 1 when a section failed.
 
 ``main(argv)`` returns the exit status: 0 on success, 2 on bad input (with a one-line message on
 stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli …``.
@@ -406,6 +414,67 @@ def _cmd_export_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- chat
+
+
+def _register_chat(subparsers: argparse._SubParsersAction) -> None:
+    from unified_grn.chat_cli import add_chat_arguments
+
+    p = subparsers.add_parser(
+        "chat",
+        help="chat with a GRN model in the terminal (or in a browser with --web)",
+        description="A multi-turn chat with a GRN model: text and images in, text and images out "
+        "(unified_grn.chat_cli; commands /image PATH, /reset, /save FILE, /quit).",
+    )
+    add_chat_arguments(p)
+    p.set_defaults(func=_cmd_chat)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from unified_grn.chat_cli import run_chat
+
+    try:
+        return run_chat(args)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="show every ability of a GRN model, scored, on one web page (OUT/index.html)",
+        description="Text-to-image, class-to-image, text-to-video, image-to-video and chat with a GRN "
+        "model, scored by the unified_grn.eval checkers; writes the files, demo.json and a "
+        "self-contained index.html (unified_grn.demo).",
+    )
+    p.add_argument("--model", default="checkpoints/grn-shapes", help="GRN model folder (default: shipped)")
+    p.add_argument("--out", default="outputs", help="output folder (default outputs)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of every sample (default 0)")
+    p.add_argument("--num-steps", type=_positive_int, default=None, help="refinement steps (default: model)")
+    p.add_argument("--quick", action="store_true", help="a fast check: fewer steps, prompts and classes")
+    p.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from unified_grn.demo import run_demo
+
+    logging.getLogger("unified_grn.demo").setLevel(logging.INFO)  # the per-section progress log
+    try:
+        summary = run_demo(args.model, args.out, args.seed, args.num_steps, args.quick, args.device)
+    except (ValueError, OSError) as err:  # ModelFolderMissing included; sections report their own
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    failed = [s["title"] for s in summary["sections"].values() if s["status"] == "error"]
+    print(  # noqa: T201 - the CLI's one summary line
+        f"wrote {Path(args.out) / 'index.html'} in {summary['total_wall_s']:.1f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
 _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -415,6 +484,8 @@ _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_export_tokens,
     _register_decode_tokens,
     _register_export_checkpoint,
+    _register_chat,
+    _register_demo,
 )
 
 
