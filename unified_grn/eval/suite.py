@@ -43,7 +43,8 @@ class SuiteConfig:
         data_seed: seed of the procedural test splits (the datasets' ``--seed``).
         seed: sampling seed; sample ``i`` of a section uses ``seed + i``.
         batch_size: prompts per ``generate`` call.
-        num_steps / guidance_scale / schedule: sampler settings passed to ``generate``.
+        num_steps / guidance_scale / temperature / schedule: sampler settings passed to
+            ``generate`` (and to ``chat``, the temperature as ``image_temperature``).
         size: image side in pixels (the worlds' 64).
     """
 
@@ -56,6 +57,7 @@ class SuiteConfig:
     batch_size: int = 8
     num_steps: int | None = None
     guidance_scale: float | None = None
+    temperature: float | None = None
     schedule: str | None = None
     size: int = 64
 
@@ -105,8 +107,9 @@ def _batches(items: list, size: int):
         yield start, items[start : start + size]
 
 
-def _sampling(cfg: SuiteConfig) -> dict[str, Any]:
+def _sampling(cfg: SuiteConfig, chat: bool = False) -> dict[str, Any]:
     kwargs = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale, "schedule": cfg.schedule}
+    kwargs["image_temperature" if chat else "temperature"] = cfg.temperature
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -139,7 +142,7 @@ def _chat(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     pairs = []
     for i, (history, turn) in enumerate(chat_turn_cases(cfg.num_chat, cfg.data_seed, cfg.size)):
-        reply = model.chat(history, seed=cfg.seed + i, **_sampling(cfg))
+        reply = model.chat(history, seed=cfg.seed + i, **_sampling(cfg, chat=True))
         images = [item for item in reply["content"] if not isinstance(item, str)]
         text = " ".join(item for item in reply["content"] if isinstance(item, str))
         pairs.append((images[0] if turn["answer_type"] == "image" and images else text, turn))
