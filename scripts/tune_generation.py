@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def score(model, steps: int, scale: float, temperature: float, args: argparse.Namespace) -> float:
     cfg = SuiteConfig(num_t2i=args.num_prompts, num_t2v=0, c2i_per_class=0, num_chat=0, seed=args.seed)
     cfg.num_steps, cfg.guidance_scale, cfg.temperature = steps, scale, temperature
+    cfg.size = int(model.generation_config.height)
     return float(evaluate_model(model, cfg)["t2i"]["overall"])
 
 

@@ -1,0 +1,47 @@
+"""scripts/tune_generation.py: a grid on held-out prompts, the best point saved as the model's defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from unified_grn import GRNConfig, GRNForConditionalGeneration
+from unified_grn.configuration_grn import GRNGenerationConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("tune_generation", ROOT / "scripts/tune_generation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_is_scored_and_the_best_point_is_saved(tmp_path):
+    model = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
+    model.save_pretrained(tmp_path)
+    args = [
+        "--model",
+        str(tmp_path),
+        "--num-prompts",
+        "2",
+        "--num-steps",
+        "2",
+        "3",
+        "--guidance-scale",
+        "1.5",
+    ]
+    _script().main([*args, "--temperature", "0.7", "0.9", "--save"])
+    table = json.loads((tmp_path / "tune_generation.json").read_text())
+    points = {(r["num_steps"], r["temperature"]) for r in table["grid"]}
+    assert points == {(2, 0.7), (2, 0.9), (3, 0.7), (3, 0.9)}
+    best = table["best"]
+    assert best["t2i"] == max(r["t2i"] for r in table["grid"])
+    saved = GRNGenerationConfig.from_pretrained(tmp_path)
+    assert (saved.num_steps, saved.guidance_scale, saved.temperature) == (
+        best["num_steps"],
+        best["guidance_scale"],
+        best["temperature"],
+    )
