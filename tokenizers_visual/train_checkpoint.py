@@ -28,12 +28,21 @@ import torch.distributed as dist
 if TYPE_CHECKING:
     from .train import Trainer
 
-__all__ = ["atomic_write_text", "barrier", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "atomic_write_text",
+    "barrier",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """Every global RNG of this process (torch, numpy, python; CUDA when present), for a checkpoint."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -45,7 +54,8 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved, so a resumed run draws the same numbers."""
     torch.set_rng_state(state["torch"])
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy(), *rest))
@@ -83,7 +93,7 @@ def save_checkpoint(tr: Trainer) -> Path:
             "scheduler": tr.scheduler.state_dict(),
         }
         torch.save(state, tmp / "model.pt")
-    torch.save({"data": tr.data.state_dict(), "rng": _rng_state()}, tmp / f"rank{tr.rank}.pt")
+    torch.save({"data": tr.data.state_dict(), "rng": rng_state()}, tmp / f"rank{tr.rank}.pt")
     if tr.is_main:
         disc = tr.loss_fn.discriminator
         trainer_state = {
@@ -136,6 +146,6 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
         tr.ema = {k: v.to(tr.device) for k, v in state["ema"].items()}
     local = torch.load(path / f"rank{tr.rank}.pt", map_location="cpu", weights_only=True)
     tr.data.load_state_dict(local["data"])
-    _set_rng_state(local["rng"])
+    set_rng_state(local["rng"])
     tr.step = int(state["step"])
     logger.info("resumed from %s at step %d", path, tr.step)

@@ -27,10 +27,10 @@ import torch
 import torch.distributed as dist
 
 from tokenizers_visual.train_checkpoint import (
-    _rng_state,
-    _set_rng_state,
     atomic_write_text,
     latest_checkpoint,
+    rng_state,
+    set_rng_state,
 )
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def save_checkpoint(tr: Trainer) -> Path:
             "scheduler": tr.scheduler.state_dict(),
         }
         torch.save(state, tmp / "model.pt")
-    local = {"data": tr.stream.state_dict(), "rng": _rng_state(), "generator": tr.generator.get_state()}
+    local = {"data": tr.stream.state_dict(), "rng": rng_state(), "generator": tr.generator.get_state()}
     torch.save(local, tmp / f"rank{tr.rank}.pt")
     if tr.is_main:
         torch.save(_trainer_state(tr), tmp / "trainer.pt")
@@ -192,7 +192,7 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
     local = torch.load(path / f"rank{tr.rank}.pt", map_location="cpu", weights_only=True)
     tr.stream.load_state_dict(local["data"])
     tr.generator.set_state(local["generator"])
-    _set_rng_state(local["rng"])
+    set_rng_state(local["rng"])
     tr.step = int(state["step"])
     tr.nan_streak, tr.skipped_steps = int(state["nan_streak"]), int(state["skipped_steps"])
     tr.tokens_seen, tr.samples_seen = int(state["tokens_seen"]), int(state["samples_seen"])
