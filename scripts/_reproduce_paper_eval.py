@@ -124,10 +124,13 @@ def reference(metric: str, n: int) -> dict:
         from unified_grn.eval.c2i import evaluate_c2i
 
         return {"accuracy": evaluate_c2i(_shapes_real(n)).accuracy, "n": n}
-    from unified_grn.eval.fd import frechet_distance
+    from unified_grn.eval.fd import fd_c_references, frechet_distance
 
     test_feats, train_feats = _fmnist_reference(n)
-    return {"fd_c": frechet_distance(train_feats, test_feats), "n": n}
+    classifier, _ = _classifier()
+    # noise / blur / collapse / missing classes at the same n make an FD_C readable
+    corrupted = {k: v for k, v in fd_c_references(classifier, n).items() if not k.startswith("real")}
+    return {"fd_c": frechet_distance(train_feats, test_feats), "n": n, "references": corrupted}
 
 
 def _loss(metric: str, result: dict) -> float:

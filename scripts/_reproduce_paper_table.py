@@ -63,7 +63,11 @@ def _reference(ds: str, out_dir: Path, n: int) -> str:
         return "reference pending"
     if DATASETS[ds].metric == "accuracy":
         return f"real test images score {ref['accuracy']:.3f} at N = {n}"
-    return f"real train vs test FD_C at the same N = {n}: **{ref['fd_c']:.2f}**"
+    line = f"real train vs test FD_C at the same N = {n}: **{ref['fd_c']:.2f}**"
+    others = ref.get("references") or {}
+    if others:
+        line += "; references at the same N: " + ", ".join(f"{k} {v:.2f}" for k, v in others.items())
+    return line
 
 
 #: The paper's direction of each comparison against the first row of its table (GRN-B FIDs).
