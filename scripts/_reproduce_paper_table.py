@@ -60,7 +60,7 @@ def _metric(ds: str, res: dict) -> str:
 def _reference(ds: str, out_dir: Path, n: int) -> str:
     ref = _read(out_dir / f"reference_{ds}_n{n}.json")
     if ref is None:
-        return "reference pending"
+        return f"reference skipped: {_skipped(out_dir, ds)}" if _skipped(out_dir, ds) else "reference pending"
     if DATASETS[ds].metric == "accuracy":
         return f"real test images score {ref['accuracy']:.3f} at N = {n}"
     line = f"real train vs test FD_C at the same N = {n}: **{ref['fd_c']:.2f}**"
@@ -169,9 +169,17 @@ def _models_table(out_dir: Path) -> list[str]:
                 lines.append(
                     f"| `{ds}_{variant}` | | | | partial (step {st['step']}) | {st['wall_time_s']:.0f} |"
                 )
+            elif _skipped(out_dir, ds):
+                lines.append(f"| `{ds}_{variant}` | | | | skipped: {_skipped(out_dir, ds)} | |")
             else:
                 lines.append(f"| `{ds}_{variant}` | | | | pending | |")
     return [*lines, ""]
+
+
+def _skipped(out_dir: Path, ds: str) -> str | None:
+    """The reason a dataset's rows were skipped (its data is absent), or None."""
+    note = out_dir / f"{ds}_refine" / "skipped.txt"
+    return note.read_text().strip().splitlines()[0] if note.exists() else None
 
 
 def _figures(out_dir: Path, results_path: Path) -> list[str]:
@@ -179,7 +187,9 @@ def _figures(out_dir: Path, results_path: Path) -> list[str]:
     for ds in DATASETS:
         res = _read(out_dir / f"{ds}_entropy_k600" / "result.json")
         if res is None or "histogram" not in res:
-            lines.append(f"- {ds}: pending")
+            lines.append(
+                f"- {ds}: skipped: {_skipped(out_dir, ds)}" if _skipped(out_dir, ds) else f"- {ds}: pending"
+            )
             continue
         png = Path(res["histogram"])
         rel = png.relative_to(results_path.parent) if png.is_relative_to(results_path.parent) else png

@@ -7,8 +7,6 @@ DeepSpeed, PyAV) are probed in ``unified_grn.utils.import_utils`` and imported w
 """
 
 from unified_grn.auto import AutoModelForGRN, register_auto_classes
-from unified_grn.chat import CHAT_IMAGE_KWARGS, build_chat_context
-from unified_grn.chat_format import IMAGE_PLACEHOLDER
 from unified_grn.collator import GRNBatch, GRNCollator, GRNSample, TextSegment, VisualSegment
 from unified_grn.configuration_grn import GRN_PRESETS, GRNConfig, GRNGenerationConfig
 from unified_grn.modeling_grn import GRNForConditionalGeneration, GRNOutput, GRNPromptCache
@@ -16,6 +14,22 @@ from unified_grn.processing_grn import GRNProcessor
 from unified_grn.vocab import GRNVocab
 
 register_auto_classes()
+
+# Chat pulls in the data layer (PyAV, datasets): loaded on first use, so ``import unified_grn`` stays light.
+_LAZY = {
+    "CHAT_IMAGE_KWARGS": "unified_grn.chat",
+    "build_chat_context": "unified_grn.chat",
+    "IMAGE_PLACEHOLDER": "unified_grn.chat_format",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'unified_grn' has no attribute {name!r}")
+
 
 __all__ = [
     "CHAT_IMAGE_KWARGS",
