@@ -142,7 +142,8 @@ def _chat(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     pairs = []
     for i, (history, turn) in enumerate(chat_turn_cases(cfg.num_chat, cfg.data_seed, cfg.size)):
-        reply = model.chat(history, seed=cfg.seed + i, **_sampling(cfg, chat=True))
+        # greedy answers: the score measures what the model knows, not the text sampler's luck
+        reply = model.chat(history, seed=cfg.seed + i, do_sample=False, **_sampling(cfg, chat=True))
         images = [item for item in reply["content"] if not isinstance(item, str)]
         text = " ".join(item for item in reply["content"] if isinstance(item, str))
         pairs.append((images[0] if turn["answer_type"] == "image" and images else text, turn))
