@@ -58,6 +58,11 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------- argument types
 
 
+def _first_line(err: Exception) -> str:
+    """The one-line message of an error (its type's name when it has no text)."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -319,7 +324,7 @@ def _cmd_export_tokens(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except (ValueError, OSError) as err:  # OSError: missing / existing folders, unreadable files
-        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise UsageError(_first_line(err)) from None
     manifest = json.loads((Path(args.out) / MANIFEST_FILE).read_text())
     llm = (
         f"; LLM token ids ({manifest['llm']['layout']['bits_per_token']} bits/token)"
@@ -373,7 +378,7 @@ def _cmd_decode_tokens(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except (ValueError, OSError) as err:
-        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise UsageError(_first_line(err)) from None
     source = f"token ids ({args.ids_column})" if args.ids_column else "codes"
     print(f"decoded {len(paths)} items from {source} to {args.out}")  # noqa: T201 - the CLI's one summary line
     return 0
@@ -436,7 +441,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     try:
         return run_chat(args)
     except (ValueError, FileNotFoundError) as err:
-        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise UsageError(_first_line(err)) from None
 
 
 # ----------------------------------------------------------------------------- demo
@@ -466,7 +471,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         summary = run_demo(args.model, args.out, args.seed, args.num_steps, args.quick, args.device)
     except (ValueError, OSError) as err:  # ModelFolderMissing included; sections report their own
-        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise UsageError(_first_line(err)) from None
     failed = [s["title"] for s in summary["sections"].values() if s["status"] == "error"]
     print(  # noqa: T201 - the CLI's one summary line
         f"wrote {Path(args.out) / 'index.html'} in {summary['total_wall_s']:.1f} s"
