@@ -10,6 +10,10 @@ shapes-chat worlds (``unified_grn.data.corpus``). A caption such as "a red circl
 square" is 7 tokens instead of 32 bytes.
 
     python scripts/make_shapes_backbone.py --out outputs/shapes-backbone --seed 0
+    python scripts/make_shapes_backbone.py --out outputs/twemoji-backbone --captions-from data/twemoji
+
+With ``--captions-from DIR`` the BPE is trained on the captions of a data folder's train split instead
+(the Twemoji names for the real-data text-to-image grid of docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from unified_grn.data.corpus import shapes_world_texts
+from unified_grn.data.corpus import folder_texts, shapes_world_texts
 from unified_grn.text_tokenizer import train_bpe_tokenizer
 
 logger = logging.getLogger("make_shapes_backbone")
@@ -39,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-positions", type=int, default=512)
     p.add_argument(
         "--corpus", type=int, nargs=3, default=[4000, 1000, 2000], metavar=("IMAGES", "VIDEOS", "CHATS")
+    )
+    p.add_argument(
+        "--captions-from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train the BPE on the captions of this data folder (e.g. data/twemoji) instead of the shapes worlds",
     )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -64,7 +75,10 @@ def build_backbone(args: argparse.Namespace, vocab_size: int, special_ids: dict[
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    texts = list(shapes_world_texts(*args.corpus, seed=args.seed))
+    if args.captions_from is not None:
+        texts = list(folder_texts(args.captions_from))
+    else:
+        texts = list(shapes_world_texts(*args.corpus, seed=args.seed))
     tokenizer = train_bpe_tokenizer(texts, args.vocab_size)
     logger.info("trained a byte-level BPE on %d texts: %d tokens", len(texts), len(tokenizer))
     special_ids = {

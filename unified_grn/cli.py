@@ -1,6 +1,8 @@
 """The ``grn`` command line.
 
-Subcommands (each registered by its own ``_register_*`` function, run by its own ``_cmd_*``):
+Subcommands (each registered by its own ``_register_*`` function, run by its own ``_cmd_*``; the
+visual-token commands live in ``unified_grn.cli_tokens``, the shared argument types in
+``unified_grn.cli_common``):
 
 - ``grn make-data shapes|moving-shapes|shapes-chat --out DIR --n N --seed S [--size 64]
   [--num-frames 9] [--test-fraction F] [--overwrite] [--quiet]``: write a procedural data set
@@ -40,63 +42,17 @@ stderr, never a traceback). Run it as ``grn …`` or ``python -m unified_grn.cli
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from unified_grn.cli_common import UsageError, first_line, fraction, image_size, num_frames, positive_int
+from unified_grn.cli_tokens import register_decode_tokens, register_export_tokens
+
 logger = logging.getLogger(__name__)
 
 WORLDS = ("shapes", "moving-shapes", "shapes-chat")
-
-
-class UsageError(Exception):
-    """Bad input found after parsing; reported as ``grn <cmd>: error: …`` with exit status 2."""
-
-
-# ----------------------------------------------------------------------------- argument types
-
-
-def _first_line(err: Exception) -> str:
-    """The one-line message of an error (its type's name when it has no text)."""
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _image_size(text: str) -> int:
-    from unified_grn.data.shapes import MIN_IMAGE_SIZE
-
-    value = _positive_int(text)
-    if value < MIN_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be >= {MIN_IMAGE_SIZE} px, got {value}")
-    return value
-
-
-def _num_frames(text: str) -> int:
-    value = _positive_int(text)
-    if value < 5 or (value - 1) % 4:
-        raise argparse.ArgumentTypeError(f"must be 1 + 4k with k >= 1 (5, 9, 13, ...), got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
 
 
 # ----------------------------------------------------------------------------- make-data
@@ -110,16 +66,16 @@ def _register_make_data(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("world", choices=WORLDS, help="which world to write")
     p.add_argument("--out", required=True, help="output folder (gets train/ and maybe test/)")
-    p.add_argument("--n", type=_positive_int, required=True, help="number of samples over all splits")
+    p.add_argument("--n", type=positive_int, required=True, help="number of samples over all splits")
     p.add_argument(
         "--seed", type=int, default=0, help="random seed (sample i depends only on seed, split, i)"
     )
-    p.add_argument("--size", type=_image_size, default=64, help="image / frame size in pixels (default 64)")
+    p.add_argument("--size", type=image_size, default=64, help="image / frame size in pixels (default 64)")
     p.add_argument(
-        "--num-frames", type=_num_frames, default=None, help="moving-shapes only: 1 + 4k (default 9)"
+        "--num-frames", type=num_frames, default=None, help="moving-shapes only: 1 + 4k (default 9)"
     )
     p.add_argument(
-        "--test-fraction", type=_fraction, default=0.0, help="fraction held out as test/ (default 0)"
+        "--test-fraction", type=fraction, default=0.0, help="fraction held out as test/ (default 0)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/ folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -173,8 +129,8 @@ def _register_make_data_real(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", choices=REAL_DATASETS, help="which data set")
     p.add_argument("--out", required=True, help="output folder (gets train/ and test/)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="at most N images per split")
-    p.add_argument("--size", type=_positive_int, default=32, help="fashion-mnist canvas (28: native)")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most N images per split")
+    p.add_argument("--size", type=positive_int, default=32, help="fashion-mnist canvas (28: native)")
     p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/ folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_make_data_real)
@@ -211,16 +167,14 @@ def _register_cache_tokens(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="HBQ tokenizer folder, or a GRN model folder")
     p.add_argument("--out", required=True, help="output cache folder")
     p.add_argument("--split", default="train", help="split to encode (default train)")
-    p.add_argument("--size", type=_positive_int, default=64, help="image / frame size in pixels (default 64)")
-    p.add_argument("--num-frames", type=_positive_int, default=9, help="frames per video clip (default 9)")
-    p.add_argument("--frame-stride", type=_positive_int, default=1, help="take every n-th video frame")
-    p.add_argument(
-        "--n", type=_positive_int, default=None, help="rows to encode (procedural kinds: required)"
-    )
+    p.add_argument("--size", type=positive_int, default=64, help="image / frame size in pixels (default 64)")
+    p.add_argument("--num-frames", type=positive_int, default=9, help="frames per video clip (default 9)")
+    p.add_argument("--frame-stride", type=positive_int, default=1, help="take every n-th video frame")
+    p.add_argument("--n", type=positive_int, default=None, help="rows to encode (procedural kinds: required)")
     p.add_argument("--seed", type=int, default=0, help="procedural kinds: the world's seed")
     p.add_argument("--text-column", default="text", help="caption / text column (default text)")
     p.add_argument("--label-column", default="label", help="class label column (default label)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="rows per tokenizer call")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="rows per tokenizer call")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_cache_tokens)
@@ -259,128 +213,6 @@ def _cmd_cache_tokens(args: argparse.Namespace) -> int:
         f"cached {len(cache)} {cache.task} rows ({skipped} unreadable skipped) with C={cache.num_channels}, "
         f"M={cache.num_rounds} to {args.out}"
     )
-    return 0
-
-
-# ----------------------------------------------------------------------------- export-tokens / decode-tokens
-
-
-def _pixel_size(text: str) -> int | tuple[int, int]:
-    """``N`` (square) or ``HxW``."""
-    height, _, width = text.lower().partition("x")
-    if not width:
-        return _positive_int(text)
-    return (_positive_int(height), _positive_int(width))
-
-
-def _register_export_tokens(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "export-tokens",
-        help="write HBQ visual tokens of images / videos as a dataset (optionally as LLM token ids)",
-        description="Encode a folder of images / videos (or a saved datasets folder) with an HBQ "
-        "tokenizer and write the codes as a datasets Arrow folder (unified_grn.export).",
-    )
-    p.add_argument("input", help="folder of images / videos, or a folder written by save_to_disk")
-    p.add_argument("--out", required=True, help="output folder (datasets.load_from_disk reads it)")
-    p.add_argument("--model", required=True, help="HBQ tokenizer folder, or a GRN model folder")
-    p.add_argument("--llm-tokenizer", default=None, help="local HF tokenizer to extend with visual tokens")
-    p.add_argument(
-        "--bits-per-token",
-        type=int,
-        choices=(4, 8, 16),
-        default=None,
-        help="with --llm-tokenizer (default 8)",
-    )
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="items per tokenizer call (default 8)")
-    p.add_argument(
-        "--size", type=_pixel_size, default=None, help="resize + centre-crop to N or HxW px (default: keep)"
-    )
-    p.add_argument(
-        "--max-frames", type=_positive_int, default=None, help="keep at most this many video frames"
-    )
-    p.add_argument("--parquet", action="store_true", help="also write codes.parquet")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_export_tokens)
-
-
-def _cmd_export_tokens(args: argparse.Namespace) -> int:
-    from unified_grn.export import MANIFEST_FILE, export_visual_tokens
-
-    if args.bits_per_token is not None and args.llm_tokenizer is None:
-        raise UsageError("--bits-per-token needs --llm-tokenizer")
-    try:
-        table = export_visual_tokens(
-            args.input,
-            args.out,
-            args.model,
-            llm_tokenizer=args.llm_tokenizer,
-            bits_per_token=args.bits_per_token,
-            batch_size=args.batch_size,
-            size=args.size,
-            max_frames=args.max_frames,
-            parquet=args.parquet,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
-    except (ValueError, OSError) as err:  # OSError: missing / existing folders, unreadable files
-        raise UsageError(_first_line(err)) from None
-    manifest = json.loads((Path(args.out) / MANIFEST_FILE).read_text())
-    llm = (
-        f"; LLM token ids ({manifest['llm']['layout']['bits_per_token']} bits/token)"
-        if manifest["llm"]
-        else ""
-    )
-    print(  # noqa: T201 - the CLI's one summary line
-        f"exported {manifest['num_images']} images + {manifest['num_videos']} videos "
-        f"({manifest['num_skipped']} unreadable skipped){llm} to {args.out} ({len(table)} rows)"
-    )
-    return 0
-
-
-def _register_decode_tokens(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "decode-tokens",
-        help="decode exported visual tokens (codes or LLM token ids) back to PNG / mp4 / gif",
-        description="Decode the rows of an export folder (grn export-tokens) with its HBQ tokenizer.",
-    )
-    p.add_argument("export_dir", help="folder written by grn export-tokens")
-    p.add_argument("--out", required=True, help="folder for the decoded images / videos")
-    p.add_argument("--model", required=True, help="HBQ tokenizer folder, or a GRN model folder")
-    p.add_argument(
-        "--ids-column", default=None, help="decode LLM token ids from this column (e.g. input_ids)"
-    )
-    p.add_argument(
-        "--llm-tokenizer", default=None, help="extended tokenizer folder (default: EXPORT_DIR/llm_tokenizer)"
-    )
-    p.add_argument(
-        "--video-format", choices=("mp4", "gif"), default="mp4", help="video file format (default mp4)"
-    )
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="items per tokenizer call (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_decode_tokens)
-
-
-def _cmd_decode_tokens(args: argparse.Namespace) -> int:
-    from unified_grn.export import decode_visual_tokens
-
-    if args.llm_tokenizer is not None and args.ids_column is None:
-        raise UsageError("--llm-tokenizer needs --ids-column")
-    try:
-        paths = decode_visual_tokens(
-            args.export_dir,
-            args.out,
-            args.model,
-            ids_column=args.ids_column,
-            layout=args.llm_tokenizer,
-            video_format=args.video_format,
-            batch_size=args.batch_size,
-            progress=not args.quiet,
-        )
-    except (ValueError, OSError) as err:
-        raise UsageError(_first_line(err)) from None
-    source = f"token ids ({args.ids_column})" if args.ids_column else "codes"
-    print(f"decoded {len(paths)} items from {source} to {args.out}")  # noqa: T201 - the CLI's one summary line
     return 0
 
 
@@ -441,7 +273,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     try:
         return run_chat(args)
     except (ValueError, FileNotFoundError) as err:
-        raise UsageError(_first_line(err)) from None
+        raise UsageError(first_line(err)) from None
 
 
 # ----------------------------------------------------------------------------- demo
@@ -458,7 +290,7 @@ def _register_demo(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="checkpoints/grn-shapes", help="GRN model folder (default: shipped)")
     p.add_argument("--out", default="outputs", help="output folder (default outputs)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every sample (default 0)")
-    p.add_argument("--num-steps", type=_positive_int, default=None, help="refinement steps (default: model)")
+    p.add_argument("--num-steps", type=positive_int, default=None, help="refinement steps (default: model)")
     p.add_argument("--quick", action="store_true", help="a fast check: fewer steps, prompts and classes")
     p.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     p.set_defaults(func=_cmd_demo)
@@ -471,7 +303,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         summary = run_demo(args.model, args.out, args.seed, args.num_steps, args.quick, args.device)
     except (ValueError, OSError) as err:  # ModelFolderMissing included; sections report their own
-        raise UsageError(_first_line(err)) from None
+        raise UsageError(first_line(err)) from None
     failed = [s["title"] for s in summary["sections"].values() if s["status"] == "error"]
     print(  # noqa: T201 - the CLI's one summary line
         f"wrote {Path(args.out) / 'index.html'} in {summary['total_wall_s']:.1f} s"
@@ -486,8 +318,8 @@ _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_make_data,
     _register_make_data_real,
     _register_cache_tokens,
-    _register_export_tokens,
-    _register_decode_tokens,
+    register_export_tokens,
+    register_decode_tokens,
     _register_export_checkpoint,
     _register_chat,
     _register_demo,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from unified_grn import GRNForConditionalGeneration
-from unified_grn.data.corpus import shapes_world_texts
+from unified_grn.data.corpus import folder_texts, shapes_world_texts
 from unified_grn.text_tokenizer import BYTE_VOCAB_SIZE, build_byte_tokenizer, train_bpe_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +77,42 @@ def test_make_shapes_backbone_writes_a_backbone_grn_builds_on(tmp_path):
     )
     out_ids = model.generate("a red circle", num_steps=2, seed=0, output_type="pt", progress_bar=False).images
     assert torch.isfinite(out_ids).all()
+
+
+def _write_caption_folder(root: Path, captions: list[str], split: str | None = "train") -> Path:
+    folder = root / split if split else root
+    folder.mkdir(parents=True)
+    rows = [{"file_name": f"{i:06d}.png", "text": text, "label": 0} for i, text in enumerate(captions)]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_folder_texts_reads_the_train_split_captions_and_skips_empty_ones(tmp_path):
+    root = _write_caption_folder(tmp_path / "emoji", ["grinning face", "", "red apple"])
+    assert list(folder_texts(root)) == ["grinning face", "red apple"]
+    flat = _write_caption_folder(tmp_path / "flat", ["cat face"], split=None)
+    assert list(folder_texts(flat)) == ["cat face"]
+    with pytest.raises(FileNotFoundError, match="no metadata.jsonl in .*grn make-data"):
+        list(folder_texts(tmp_path / "missing"))
+
+
+def test_make_shapes_backbone_captions_from_trains_the_bpe_on_that_folder(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_backbone2", ROOT / "scripts/make_shapes_backbone.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    captions = [
+        "grinning face",
+        "smiling face with halo",
+        "red apple",
+        "green apple",
+        "face with tears of joy",
+    ]
+    root = _write_caption_folder(tmp_path / "emoji", captions * 20)
+    out = tmp_path / "backbone"
+    small = ["--hidden-size", "32", "--intermediate-size", "64", "--layers", "1", "--heads", "2"]
+    script.main(["--out", str(out), "--captions-from", str(root), "--vocab-size", "300", *small])
+    model = GRNForConditionalGeneration.from_backbone(out, visual_tokenizer="hbq-tiny")
+    ids = model.text_tokenizer("green apple")["input_ids"]
+    assert model.text_tokenizer.decode(ids) == "green apple"
+    assert len(ids) <= 3  # words of the captions are merged; the shapes grammar was not used
+    assert len(model.text_tokenizer("a red circle above a blue square")["input_ids"]) > 7

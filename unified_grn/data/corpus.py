@@ -11,14 +11,16 @@ Determinism: item ``i`` of each world comes from ``(seed, "train", i)`` exactly 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 from unified_grn.data.examples import CHAT_ROLE_PREFIXES, CHAT_TURN_SEPARATOR
 from unified_grn.data.moving_shapes import make_moving_shapes_example
 from unified_grn.data.shapes import make_shapes_example
 from unified_grn.data.shapes_chat import make_shapes_chat_example
 
-__all__ = ["shapes_world_texts"]
+__all__ = ["folder_texts", "shapes_world_texts"]
 
 
 def _chat_texts(seed: int, num_conversations: int, size: int) -> Iterator[str]:
@@ -47,3 +49,23 @@ def shapes_world_texts(
     for i in range(num_videos):
         yield make_moving_shapes_example(seed, i, size=size, num_frames=5)["text"]
     yield from _chat_texts(seed, num_conversations, size)
+
+
+def folder_texts(folder: str | Path, metadata_name: str = "metadata.jsonl") -> Iterator[str]:
+    """The ``text`` of every row of a data folder's metadata (``folder/metadata.jsonl``, or the
+    train split's, ``folder/train/metadata.jsonl``): the captions of a real data set (Twemoji)."""
+    folder = Path(folder)
+    path = folder / metadata_name
+    if not path.is_file():
+        path = folder / "train" / metadata_name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {metadata_name} in {folder} or {folder / 'train'}; point at a folder written by "
+            "`grn make-data` / `grn make-data-real` (the train split's captions are read)."
+        )
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                text = json.loads(line).get("text", "")
+                if text:
+                    yield text
