@@ -36,6 +36,7 @@ __all__ = [
     "checked_text_tokenizer",
     "checked_visual_tokenizer",
     "default_text_tokenizer",
+    "embedding_rms",
     "from_backbone",
     "load_extras",
     "load_visual_tokenizer",
@@ -166,6 +167,21 @@ def _fit_backbone(backbone: PreTrainedModel, vocab_size: int) -> None:
         module._is_hf_initialized = True
 
 
+def embedding_rms(weight: torch.Tensor) -> float:
+    """Root-mean-square of an embedding matrix: the scale GRN's visual inputs start at.
+
+    Under DeepSpeed ZeRO-3 (a backbone loaded with ``HfDeepSpeedConfig`` active) each rank holds only
+    a shard and the parameter itself is empty; it is gathered for the statistic (every rank must call
+    this, as every rank builds the model).
+    """
+    if getattr(weight, "ds_numel", None) is not None and weight.numel() != weight.ds_numel:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
+            return float(weight.detach().float().pow(2).mean().sqrt())
+    return float(weight.detach().float().pow(2).mean().sqrt())
+
+
 def from_backbone(cls, path: str | Path, visual_tokenizer=None, text_tokenizer=None, **kwargs):
     """Build ``cls`` (a GRN model class) around the causal LM saved in the local folder ``path``.
 
@@ -194,7 +210,8 @@ def from_backbone(cls, path: str | Path, visual_tokenizer=None, text_tokenizer=N
     vt_config, vt_model = _resolve_visual_tokenizer(visual_tokenizer)
     backbone = AutoModelForCausalLM.from_pretrained(folder, **load_kwargs)
     embedding = backbone.get_input_embeddings().weight
-    kwargs.setdefault("visual_init_std", float(embedding.detach().float().pow(2).mean().sqrt()))
+    if "visual_init_std" not in kwargs:
+        kwargs["visual_init_std"] = embedding_rms(embedding)
     config = GRNConfig(
         text_config=backbone.config,
         visual_tokenizer_config=vt_config,

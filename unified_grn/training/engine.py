@@ -214,8 +214,8 @@ def build_model(
 
     Under ZeRO-3 (``zero3_config``) a preset model is built inside ``zero.Init`` (partitioned as
     it is built). Pretrained weights (``backbone``, ``init_from``) are loaded whole on every rank
-    and partitioned by ``deepspeed.initialize``: ``loading.from_backbone`` reads the embedding's
-    scale, which a partitioned load would hide.
+    and partitioned by ``deepspeed.initialize`` (``loading.from_backbone`` also accepts a
+    partitioned load: it gathers the embedding for its scale, ``loading.embedding_rms``).
     """
     m = cfg.model
     seed = cfg.run.seed
