@@ -15,16 +15,6 @@ from unified_grn import AutoModelForGRN, GRNConfig, GRNForConditionalGeneration,
 from unified_grn.text_tokenizer import build_byte_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and OpenMP spin-waits stall when
-    # another process holds a core of the 2-core CI machine (a 10x slowdown was measured).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _logits(model, prompts=("a red circle", None)):
     codes = torch.randint(
         0, 2, (len(prompts), 1, 2, 2, 16, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import build_tiny_grn
 
 import unified_grn.chat as chat_module
-from tokenizers_visual.modeling_hbq import HBQTokenizer, HBQTokenizerConfig
 from unified_grn import AutoModelForGRN, GRNCollator, GRNConfig, build_chat_context
 from unified_grn.chat_format import load_chat_image
 from unified_grn.collator import GRNSample
@@ -24,21 +24,9 @@ from unified_grn.text_tokenizer import train_bpe_tokenizer
 FAST = dict(num_steps=3, max_new_tokens=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    grn = AutoModelForGRN.from_config(GRNConfig.from_preset("GRN-tiny"), attn_implementation="sdpa").eval()
-    torch.manual_seed(1)
-    grn.visual_tokenizer = HBQTokenizer(HBQTokenizerConfig.from_preset("hbq-tiny")).eval()
-    return grn
+    return build_tiny_grn()
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,6 @@ from tokenizers_visual.modeling_hbq import HBQTokenizerConfig
 from unified_grn import GRN_PRESETS, GRNConfig, GRNForConditionalGeneration, GRNGenerationConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and OpenMP spin-waits stall when
-    # another process holds a core of the 2-core CI machine (a 10x slowdown was measured).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _num_params(config: GRNConfig) -> int:
     with torch.device("meta"):
         model = GRNForConditionalGeneration(config)

@@ -43,15 +43,6 @@ SIZE = 32  # GRN-tiny: hbq-tiny (stride 8) on a 4x4 latent grid
 FRAMES = 9  # GRN-tiny: 3 latent frames
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves on the shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo_model") / "grn-tiny"

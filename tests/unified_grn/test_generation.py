@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import build_tiny_grn
 
-from tokenizers_visual.modeling_hbq import HBQCodes, HBQTokenizer, HBQTokenizerConfig
-from unified_grn import AutoModelForGRN, GRNConfig
+from tokenizers_visual.modeling_hbq import HBQCodes
 from unified_grn.generation import GRNVideo
 from unified_grn.generation_utils import resolve_visual_settings
 from unified_grn.processing_grn import load_video
@@ -30,23 +30,9 @@ GOLDEN = Path(__file__).parent / "golden" / "generate_tiny.json"
 SMALL = dict(height=16, width=16, progress_bar=False)  # latent grid (1, 2, 2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves on the shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(variant: str = "bit", seed: int = 0):
     """GRN-tiny with fixed weights and a fixed (untrained) hbq-tiny visual tokenizer."""
-    torch.manual_seed(seed)
-    config = GRNConfig.from_preset("GRN-tiny", variant=variant)
-    model = AutoModelForGRN.from_config(config, attn_implementation="sdpa").eval()
-    torch.manual_seed(seed + 1)
-    model.visual_tokenizer = HBQTokenizer(HBQTokenizerConfig.from_preset("hbq-tiny")).eval()
-    return model
+    return build_tiny_grn(variant, seed)
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,6 @@ from unified_grn.utils.import_utils import is_flex_attention_available
 C, M = 16, 4  # hbq-tiny
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and OpenMP spin-waits stall when
-    # another process holds a core of the 2-core CI machine (a 10x slowdown was measured).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(variant: str = "bit", family: str = "llama", attn: str = "sdpa", seed: int = 0):
     torch.manual_seed(seed)
     config = GRNConfig.from_preset("GRN-tiny", variant=variant, text_config={"model_type": family})

@@ -12,16 +12,6 @@ from unified_grn.processing_grn import load_video
 from unified_grn.utils.import_utils import is_av_available
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: thread start-up costs more than it saves, and OpenMP spin-waits stall when
-    # another process holds a core of the 2-core CI machine (a 10x slowdown was measured).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def processor() -> GRNProcessor:
     model = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-shapes"))

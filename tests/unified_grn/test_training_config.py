@@ -20,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "train"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train_main():
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
     module = importlib.util.module_from_spec(spec)

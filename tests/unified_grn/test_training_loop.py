@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run(out: Path, *overrides: str, resume: bool = False):
     cfg = load_train_config(TINY, [f"output_dir={out}", "run.progress=false", *overrides])
     return run_training(plan_run(cfg, 1, None), resume=resume)
