@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,9 @@ def test_value_ranges_are_checked():
         ("data.text_share=1.0", "text_share"),
         ("optim.betas=[0.9]", "betas"),
         ("max_steps=0", "max_steps"),
+        ("optim.lr_schedule=exponential", "lr_schedule"),
+        ("optim.decay_start=30", "decay_start"),  # the default max_steps is 20
+        ("optim.min_lr_ratio=1.5", "min_lr_ratio"),
     ]:
         with pytest.raises(ConfigError, match=match):
             load_train_config(None, [override])
@@ -160,3 +164,27 @@ def test_resume_with_another_world_size_is_refused_before_any_process_group(monk
     (tmp_path / "checkpoints" / "latest").write_text("step_00000004\n")
     code, log = _main_errors(monkeypatch, caplog, ["--resume", f"output_dir={tmp_path}"])
     assert code == 2 and "written by 2 process(es) with deepspeed-zero3" in log
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_lr_schedules_warm_up_then_hold_or_decay_to_the_floor(schedule):
+    from unified_grn.training.config import OptimConfig
+    from unified_grn.training.engine import lr_lambda
+
+    optim = OptimConfig(warmup_steps=10, lr_schedule=schedule, decay_start=40, min_lr_ratio=0.1)
+    f = [lr_lambda(optim, max_steps=100)(step) for step in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == 1.0  # linear warm-up
+    assert f[9:41] == [1.0] * 32  # held until decay_start
+    if schedule == "constant":
+        assert f[41:] == [1.0] * 59
+        return
+    assert all(a >= b for a, b in zip(f[40:], f[41:])) and f[41] < 1.0  # monotone decay after the start
+    assert lr_lambda(optim, 100)(100) == pytest.approx(0.1)  # the floor at max_steps
+    middle = lr_lambda(optim, 100)(70)
+    assert middle == pytest.approx(0.1 + 0.9 * 0.5)  # linear and cosine meet half-way
+    quarter = lr_lambda(optim, 100)(55)
+    assert quarter == pytest.approx(
+        0.1 + 0.9 * (0.75 if schedule == "linear" else 0.5 * (1 + math.cos(math.pi / 4)))
+    )
+    default_start = OptimConfig(warmup_steps=10, lr_schedule=schedule)
+    assert lr_lambda(default_start, 100)(9) == 1.0 > lr_lambda(default_start, 100)(11)  # decay starts after warm-up

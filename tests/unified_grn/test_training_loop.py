@@ -190,3 +190,21 @@ def test_local_backbone_and_init_from(tmp_path):
         tmp_path / "b", "max_steps=1", f"model.init_from={tmp_path / 'a' / 'final'}", "optim.lr=1e-9"
     )
     assert torch.allclose(again.model.state_dict()[layer], tr.model.state_dict()[layer], atol=1e-6)
+
+
+def test_a_resumed_run_can_switch_to_a_decaying_lr(tmp_path):
+    out = tmp_path / "run"
+    _run(out, "max_steps=4", "optim.warmup_steps=0", "run.checkpoint_every=4")
+    _run(
+        out,
+        "max_steps=8",
+        "optim.warmup_steps=0",
+        "optim.lr_schedule=linear",
+        "optim.decay_start=4",
+        resume=True,
+    )
+    lrs = [r["lr"] for r in _rows(out)]
+    base = load_train_config(TINY).optim.lr
+    assert len(lrs) == 8 and lrs[:5] == [pytest.approx(base)] * 5  # a row logs the lr its step used
+    assert base > lrs[5] > lrs[6] > lrs[7] > 0  # linear decay over the resumed stretch
+    assert lrs[5] - lrs[6] == pytest.approx(lrs[6] - lrs[7]) == pytest.approx(base / 4)

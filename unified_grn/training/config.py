@@ -124,6 +124,11 @@ class DataConfig:
 class OptimConfig:
     """AdamW, linear warm-up then constant lr, weight decay on matrices only, clipping, EMA.
 
+    ``lr_schedule`` ``constant`` is the official recipe; ``linear`` / ``cosine`` decay the lr from
+    step ``decay_start`` (None: the end of warm-up) to ``min_lr_ratio * lr`` at ``run.max_steps``,
+    as transformers' ``get_linear_schedule_with_warmup`` / ``get_cosine_schedule_with_warmup`` do.
+    A resumed run may switch schedule (its step counter is in the checkpoint): train at a constant lr
+    in chunks, then resume once more with ``optim.lr_schedule=linear optim.decay_start=<step>``.
     ``ema_decay`` keeps an exponential moving average of the trainable weights (plain and
     ZeRO-2 runs; ZeRO-3 partitions the weights, so it is refused there). ``grad_clip: 0`` turns
     clipping off.
@@ -135,6 +140,9 @@ class OptimConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     warmup_steps: int = 0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    decay_start: int | None = None
+    min_lr_ratio: float = 0.0
     ema_decay: float | None = None
 
 
@@ -221,6 +229,15 @@ def _check_values(cfg: TrainConfig) -> None:
         (len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas must be 2 values in [0, 1)"),
         (o.weight_decay >= 0 and o.grad_clip >= 0, "optim.weight_decay and optim.grad_clip must be >= 0"),
         (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+        (
+            o.lr_schedule in ("constant", "linear", "cosine"),
+            f"optim.lr_schedule must be constant, linear or cosine, got {o.lr_schedule!r}",
+        ),
+        (
+            o.decay_start is None or 0 <= o.decay_start < r.max_steps,
+            f"optim.decay_start must be in [0, run.max_steps={r.max_steps}), got {o.decay_start}",
+        ),
+        (0.0 <= o.min_lr_ratio <= 1.0, f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}"),
         (o.ema_decay is None or 0 < o.ema_decay < 1, "optim.ema_decay must be in (0, 1) or null"),
         (r.max_steps >= 1, f"run.max_steps must be >= 1, got {r.max_steps}"),
         (

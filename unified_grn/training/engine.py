@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +47,7 @@ __all__ = [
     "init_weights",
     "param_groups",
     "resolve_deepspeed_config",
-    "warmup_lambda",
+    "lr_lambda",
     "zero_stage",
 ]
 
@@ -286,19 +288,36 @@ def param_groups(model: GRNForConditionalGeneration, optim: OptimConfig, backbon
     return out
 
 
-def warmup_lambda(warmup_steps: int):
-    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant (official recipe)."""
-    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+def lr_lambda(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
+    """The lr factor after ``step`` optimizer steps: linear warm-up over ``optim.warmup_steps``, then
+    constant (official recipe) or a linear / cosine decay from ``optim.decay_start`` (default: the
+    end of warm-up) to ``optim.min_lr_ratio`` at ``max_steps``."""
+    warmup, floor = optim.warmup_steps, optim.min_lr_ratio
+    start = optim.decay_start if optim.decay_start is not None else warmup
+
+    def factor(step: int) -> float:
+        value = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        if optim.lr_schedule == "constant" or step < start:
+            return value
+        progress = min(1.0, (step - start) / max(1, max_steps - start))
+        shape = (
+            1.0 - progress if optim.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+        )
+        return value * (floor + (1.0 - floor) * shape)
+
+    return factor
 
 
-def build_optimizer(model: nn.Module, groups: list[dict], optim: OptimConfig):
-    """Plain PyTorch: AdamW over ``groups`` and its warm-up schedule."""
+def build_optimizer(model: nn.Module, groups: list[dict], optim: OptimConfig, max_steps: int):
+    """Plain PyTorch: AdamW over ``groups`` and its lr schedule (:func:`lr_lambda`)."""
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(optim.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, max_steps))
     return optimizer, scheduler
 
 
-def deepspeed_initialize(model: nn.Module, groups: list[dict], ds_config: dict[str, Any], optim: OptimConfig):
+def deepspeed_initialize(
+    model: nn.Module, groups: list[dict], ds_config: dict[str, Any], optim: OptimConfig, max_steps: int
+):
     """A DeepSpeed engine (the process group must exist already) -> ``(engine, optimizer, scheduler)``."""
     import deepspeed
 
@@ -306,7 +325,7 @@ def deepspeed_initialize(model: nn.Module, groups: list[dict], ds_config: dict[s
         model=model,
         model_parameters=groups,
         config=ds_config,
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(optim.warmup_steps)),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(optim, max_steps)),
         dist_init_required=False,
     )
     return engine, optimizer, scheduler

@@ -151,11 +151,13 @@ def setup_trainer(plan: TrainPlan, distributed: bool = False, local_rank: int = 
     groups = eng.param_groups(model, cfg.optim, cfg.model.backbone_lr)
     engine = None
     if ds_config is not None:
-        engine, optimizer, scheduler = eng.deepspeed_initialize(model, groups, ds_config, cfg.optim)
+        engine, optimizer, scheduler = eng.deepspeed_initialize(
+            model, groups, ds_config, cfg.optim, cfg.run.max_steps
+        )
         logger.info("DeepSpeed ZeRO-%d engine, %d process(es)", plan.zero_stage, world)
     else:
         model = model.to(device)
-        optimizer, scheduler = eng.build_optimizer(model, groups, cfg.optim)
+        optimizer, scheduler = eng.build_optimizer(model, groups, cfg.optim, cfg.run.max_steps)
     ema = eng.EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay is not None and rank == 0 else None
     stream = _build_stream(plan, model, visual_tokenizer, rank, world)
     generator = torch.Generator().manual_seed(_derived_seed(cfg.run.seed, rank, 2))
@@ -232,6 +234,7 @@ def _optimizer_step(tr: Trainer) -> float | None:
 
 def train_step(tr: Trainer) -> None:
     """One optimizer step (``accumulation`` good micro-batches); skips non-finite ones."""
+    tr.window["lr"] = tr.scheduler.get_last_lr()[0]  # the lr this step uses (logged with its row)
     done = 0
     while done < tr.plan.accumulation:
         tb = tr.stream.next_batch()
@@ -291,7 +294,7 @@ def _log_row(tr: Trainer) -> dict[str, Any] | None:
     for i, key in enumerate(keys):
         row[key] = t[2 * i] / t[2 * i + 1] if t[2 * i + 1] else None
     tr.tokens_seen += int(t[6])
-    row["lr"] = tr.scheduler.get_last_lr()[0]
+    row["lr"] = w.get("lr", tr.scheduler.get_last_lr()[0])
     row["grad_norm"] = w.get("grad_norm")
     elapsed = w.get("time", 0.0)  # this rank's time in train_step since the last row
     row["tokens_per_s"] = t[6] / elapsed if elapsed > 0 else None
