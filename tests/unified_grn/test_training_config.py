@@ -187,4 +187,6 @@ def test_lr_schedules_warm_up_then_hold_or_decay_to_the_floor(schedule):
         0.1 + 0.9 * (0.75 if schedule == "linear" else 0.5 * (1 + math.cos(math.pi / 4)))
     )
     default_start = OptimConfig(warmup_steps=10, lr_schedule=schedule)
-    assert lr_lambda(default_start, 100)(9) == 1.0 > lr_lambda(default_start, 100)(11)  # decay starts after warm-up
+    assert (
+        lr_lambda(default_start, 100)(9) == 1.0 > lr_lambda(default_start, 100)(11)
+    )  # decay starts after warm-up

@@ -33,16 +33,15 @@ from unified_grn.data.shapes import (
     Scene,
     ShapeObject,
     class_index,
-    format_caption,
     label_pixels,
     make_shapes_example,
-    parse_caption,
     render_scene,
     sample_scene,
     scene_errors,
     split_rng,
     write_shapes_dataset,
 )
+from unified_grn.data.shapes_captions import format_caption, parse_caption
 from unified_grn.data.shapes_chat import (
     QUESTION_KINDS,
     TURN_KINDS,

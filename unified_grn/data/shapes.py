@@ -26,7 +26,7 @@ Geometry, in pixels of the final image (``size`` x ``size``, pixel (i, j) covers
   or y (so objects never touch or overlap), and keep the same gap from the border.
 - rendered with 4x supersampling (PIL) and a box-filter downscale (anti-aliased edges).
 
-Caption grammar (``format_caption`` / ``parse_caption``)::
+Caption grammar (``format_caption`` / ``parse_caption``, in ``unified_grn.data.shapes_captions``)::
 
     caption  := group [" " relation " " group | " " position]
     group    := count " " colour " " noun
@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -206,6 +205,8 @@ class Scene:
 
     @property
     def caption(self) -> str:
+        from unified_grn.data.shapes_captions import format_caption
+
         return format_caption(self.spec)
 
     @property
@@ -230,62 +231,6 @@ class Scene:
         objects = [ShapeObject(o["color"], o["shape"], *o["center"], o["size"]) for o in d["objects"]]
         groups_of = [o["group"] for o in d["objects"]]
         return cls(d["kind"], spec, objects, tuple(d["background"]), d["image_size"], groups_of)
-
-
-# ----------------------------------------------------------------------------- captions
-
-
-def _noun_phrase(g: Group) -> str:
-    if g.count == 1:
-        return f"{'an' if g.color[0] in 'aeiou' else 'a'} {g.color} {g.shape}"
-    return f"{COUNT_WORDS[g.count]} {g.color} {g.shape}s"
-
-
-def format_caption(spec: CaptionSpec) -> str:
-    """Write a caption from its structured form (the grammar in the module docstring)."""
-    text = _noun_phrase(spec.groups[0])
-    if spec.relation is not None:
-        return f"{text} {RELATIONS[spec.relation]} {_noun_phrase(spec.groups[1])}"
-    if spec.position is not None:
-        return f"{text} {POSITIONS[spec.position]}"
-    return text
-
-
-_GROUP_RE = r"(a|an|two|three|four) ({c}) ({s})(s?)".format(c="|".join(COLORS), s="|".join(SHAPES))
-_CAPTION_RE = re.compile(
-    r"^{g}(?: ({r}) {g}| ({p}))?$".format(
-        g=_GROUP_RE, r="|".join(RELATIONS.values()), p="|".join(POSITIONS.values())
-    )
-)
-_WORD_COUNTS = {"a": 1, "an": 1, **{w: n for n, w in COUNT_WORDS.items()}}
-
-
-def _parse_group(word: str, color: str, shape: str, plural: str, text: str) -> Group:
-    g = Group(_WORD_COUNTS[word], color, shape)
-    if (g.count > 1) != bool(plural) or _noun_phrase(g) != f"{word} {color} {shape}{plural}":
-        raise ValueError(f"caption {text!r}: count word {word!r} does not agree with {color} {shape}{plural}")
-    return g
-
-
-def parse_caption(text: str) -> CaptionSpec:
-    """Parse a caption of the shapes grammar back to its ``CaptionSpec``.
-
-    Case, surrounding whitespace, repeated spaces and a final full stop are tolerated. Anything
-    else outside the grammar raises ``ValueError``.
-    """
-    norm = " ".join(text.strip().lower().rstrip(".").split())
-    m = _CAPTION_RE.match(norm)
-    if m is None:
-        raise ValueError(f"caption {text!r} is not in the shapes grammar (see unified_grn.data.shapes)")
-    first = _parse_group(*m.group(1, 2, 3, 4), text)
-    if m.group(5) is not None:
-        second = _parse_group(*m.group(6, 7, 8, 9), text)
-        relation = {v: k for k, v in RELATIONS.items()}[m.group(5)]
-        if (first.color, first.shape) == (second.color, second.shape):
-            raise ValueError(f"caption {text!r}: a relation needs two different (colour, shape) groups")
-        return CaptionSpec((first, second), relation=relation)
-    position = None if m.group(10) is None else {v: k for k, v in POSITIONS.items()}[m.group(10)]
-    return CaptionSpec((first,), position=position)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -556,3 +501,12 @@ def write_shapes_dataset(
     return write_split_folders(
         out_dir, n, test_fraction, write_sample, overwrite=overwrite, progress=progress, desc="shapes"
     )
+
+
+def __getattr__(name: str):
+    """``format_caption`` / ``parse_caption`` live in ``shapes_captions`` (they import this module)."""
+    if name in ("format_caption", "parse_caption"):
+        from unified_grn.data import shapes_captions
+
+        return getattr(shapes_captions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ Alignment") detects the objects of a generated image and checks them against the
 task; its overall score is the unweighted mean of the task accuracies. The shapes world is
 procedural, so the detector here is exact (``unified_grn.eval.detect``, the design validated in
 ``shared/research/data_eval_offline.md`` §5 (c)) and every prompt is a caption of its grammar,
-parsed with ``shapes.parse_caption``.
+parsed with ``shapes_captions.parse_caption``.
 
 Tasks (disjoint, by the caption's structure; GenEval's names where they match):
 
@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from unified_grn.data.shapes import CaptionSpec, Group, parse_caption
+from unified_grn.data.shapes import CaptionSpec, Group
+from unified_grn.data.shapes_captions import parse_caption
 from unified_grn.eval.detect import Detection, as_image_array, detect_objects
 
 __all__ = [
