@@ -208,3 +208,18 @@ def test_a_resumed_run_can_switch_to_a_decaying_lr(tmp_path):
     assert len(lrs) == 8 and lrs[:5] == [pytest.approx(base)] * 5  # a row logs the lr its step used
     assert base > lrs[5] > lrs[6] > lrs[7] > 0  # linear decay over the resumed stretch
     assert lrs[5] - lrs[6] == pytest.approx(lrs[6] - lrs[7]) == pytest.approx(base / 4)
+
+
+def test_resuming_with_another_lr_keeps_the_checkpoints_and_says_so(tmp_path, caplog):
+    out = tmp_path / "run"
+    _run(out, "max_steps=2", "optim.warmup_steps=0", "run.checkpoint_every=2")
+    base = load_train_config(TINY).optim.lr
+    with caplog.at_level("WARNING", logger="unified_grn.training.checkpoint"):
+        tr = _run(out, "max_steps=3", "optim.warmup_steps=0", f"optim.lr={base / 10}", resume=True)
+    assert "keeps the checkpoint's base lrs" in caplog.text
+    assert _rows(out)[-1]["lr"] == pytest.approx(base)
+    assert all(g["lr"] == pytest.approx(base) for g in tr.optimizer.param_groups)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="unified_grn.training.checkpoint"):
+        _run(out, "max_steps=4", "optim.warmup_steps=0", resume=True)
+    assert "keeps the checkpoint's base lrs" not in caplog.text

@@ -178,6 +178,7 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
     message = _mismatch(path, state, tr.world, tr.backend)
     if message is not None:
         raise RuntimeError(message)
+    configured = list(tr.scheduler.base_lrs)  # this run's optim.lr (and backbone_lr), before loading
     if tr.engine is not None:
         load_path, _ = tr.engine.load_checkpoint(str(path), tag=ENGINE_TAG)
         if load_path is None:
@@ -197,3 +198,20 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
     tr.nan_streak, tr.skipped_steps = int(state["nan_streak"]), int(state["skipped_steps"])
     tr.tokens_seen, tr.samples_seen = int(state["tokens_seen"]), int(state["samples_seen"])
     logger.info("resumed from %s at step %d", path, tr.step)
+    _warn_if_lr_ignored(configured, list(tr.scheduler.base_lrs))
+
+
+def _warn_if_lr_ignored(configured: list[float], restored: list[float]) -> None:
+    """A resumed run keeps its checkpoint's base lrs (optimizer + schedule state): say so when the
+    config now asks for others, instead of silently training at the old ones."""
+    if len(configured) == len(restored) and all(
+        abs(a - b) <= 1e-12 * max(abs(a), abs(b)) for a, b in zip(configured, restored)
+    ):
+        return
+    logger.warning(
+        "optim.lr / model.backbone_lr of this config (%s) differ from the checkpoint's (%s): a resumed "
+        "run keeps the checkpoint's base lrs. Change the lr's shape with optim.lr_schedule / "
+        "decay_start / min_lr_ratio, or start a new run from the weights with model.init_from.",
+        sorted(set(configured)),
+        sorted(set(restored)),
+    )
