@@ -96,7 +96,8 @@ def _fmnist_reference(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _shapes_real(n: int) -> list[tuple[np.ndarray, int]]:
-    from unified_grn.data.shapes import render_scene, sample_scene, split_rng
+    from unified_grn.data.shapes import sample_scene, split_rng
+    from unified_grn.data.shapes_render import render_scene
 
     scenes = [sample_scene(split_rng(0, i, "test"), 32, kind="single") for i in range(n)]
     return [(np.asarray(render_scene(s)), s.label) for s in scenes]

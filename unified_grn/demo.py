@@ -45,8 +45,9 @@ import torch
 from PIL import Image
 
 from unified_grn.data.moving_shapes import MovingObject, MovingScene, moving_scene_errors, render_video
-from unified_grn.data.shapes import CLASS_NAMES, SHAPES, ShapeObject, render_objects
+from unified_grn.data.shapes import CLASS_NAMES, SHAPES, ShapeObject
 from unified_grn.data.shapes_chat import NUMBER_WORDS
+from unified_grn.data.shapes_render import render_objects
 from unified_grn.demo_html import write_index
 from unified_grn.eval.c2i import evaluate_c2i
 from unified_grn.eval.chat import evaluate_chat, score_turn

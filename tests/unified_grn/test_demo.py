@@ -20,9 +20,10 @@ from PIL import Image
 from unified_grn import GRNConfig, GRNForConditionalGeneration
 from unified_grn.cli import main
 from unified_grn.data.moving_shapes import MovingScene, moving_scene_errors, parse_video_caption
-from unified_grn.data.shapes import CaptionSpec, Group, Scene, ShapeObject, render_objects
+from unified_grn.data.shapes import CaptionSpec, Group, Scene, ShapeObject
 from unified_grn.data.shapes_captions import parse_caption
 from unified_grn.data.shapes_chat import scene_questions
+from unified_grn.data.shapes_render import render_objects
 from unified_grn.demo import (
     BACKGROUND,
     CHAT_COUNT_QUESTION,

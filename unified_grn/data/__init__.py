@@ -33,9 +33,7 @@ from unified_grn.data.shapes import (
     Scene,
     ShapeObject,
     class_index,
-    label_pixels,
     make_shapes_example,
-    render_scene,
     sample_scene,
     scene_errors,
     split_rng,
@@ -50,6 +48,7 @@ from unified_grn.data.shapes_chat import (
     scene_questions,
     write_shapes_chat_dataset,
 )
+from unified_grn.data.shapes_render import label_pixels, render_scene
 from unified_grn.data.sources import SOURCE_KINDS, Source, SourceConfig, build_source
 from unified_grn.data.token_cache import (
     TokenCache,

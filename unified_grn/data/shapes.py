@@ -11,7 +11,7 @@ Palette (``PALETTE``, sRGB, saturated and distinct in hue)::
 Background: one plain colour per image, light and unsaturated, drawn per image as
 ``(L, L - w // 2, L - w)`` with ``L ~ U{222..242}`` and ``w ~ U{0..14}`` (light grey to light
 beige). The outermost ring of pixels is always pure background (objects keep a gap from the
-border), so a checker can read it there. ``label_pixels`` does that.
+border), so a checker can read it there. ``shapes_render.label_pixels`` does that.
 
 Geometry, in pixels of the final image (``size`` x ``size``, pixel (i, j) covers
 ``[j, j+1) x [i, i+1)``; any size >= ``MIN_IMAGE_SIZE``):
@@ -79,7 +79,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from unified_grn.data.folders import (  # noqa: F401 - re-exported: public names of this module
     SPLITS,
@@ -408,71 +407,13 @@ def sample_scene(
     raise RuntimeError(f"could not place a {kind!r} scene at size {size} in {max_tries} tries")
 
 
-# ----------------------------------------------------------------------------- rendering
-
-
-def _draw_object(draw: ImageDraw.ImageDraw, o: ShapeObject, ss: int) -> None:
-    x0, y0, x1, y1 = (round(v * ss) for v in o.bbox)
-    box = (x0, y0, x1 - 1, y1 - 1)  # PIL boxes include their last pixel
-    color = PALETTE[o.color]
-    if o.shape == "circle":
-        draw.ellipse(box, fill=color)
-    elif o.shape == "square":
-        draw.rectangle(box, fill=color)
-    elif o.shape == "triangle":
-        draw.polygon([((x0 + x1 - 1) / 2, y0), (x0, y1 - 1), (x1 - 1, y1 - 1)], fill=color)
-    else:
-        raise ValueError(f"unknown shape {o.shape!r}; expected one of {SHAPES}")
-
-
-def render_objects(
-    objects: list[ShapeObject], background: tuple[int, int, int], size: int, supersample: int = SUPERSAMPLE
-) -> Image.Image:
-    """Draw objects on a plain background: supersampled, then box-filtered to ``size``."""
-    canvas = Image.new("RGB", (size * supersample, size * supersample), tuple(background))
-    draw = ImageDraw.Draw(canvas)
-    for o in objects:
-        _draw_object(draw, o, supersample)
-    return canvas.resize((size, size), Image.Resampling.BOX)
-
-
-def render_scene(scene: Scene, size: int | None = None) -> Image.Image:
-    """Render a scene as an RGB PIL image; ``size`` rescales the scene's geometry if it differs."""
-    size = size or scene.image_size
-    s = size / scene.image_size
-    objects = [ShapeObject(o.color, o.shape, o.cx * s, o.cy * s, o.size * s) for o in scene.objects]
-    return render_objects(objects, scene.background, size)
-
-
-def label_pixels(
-    image: np.ndarray | Image.Image, background: tuple[int, int, int] | None = None
-) -> np.ndarray:
-    """Label each pixel with a palette index (``COLORS`` order) or -1 for background.
-
-    Anti-aliased edges are blends of an object colour and the background, so a pixel is assigned
-    to the palette colour whose background-to-colour line passes closest to it, and counts as that
-    colour when it lies at least half-way along the line. The background defaults to the median of
-    the outermost pixel ring (always pure background in this world).
-    """
-    img = np.asarray(image, dtype=np.float32)[..., :3]  # (H, W, 3)
-    if background is None:
-        ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-        background = tuple(np.median(ring, axis=0))
-    bg = np.asarray(background, np.float32)
-    dirs = np.asarray([PALETTE[c] for c in COLORS], np.float32) - bg  # (K, 3)
-    diff = img - bg  # (H, W, 3)
-    alpha = np.clip(diff @ dirs.T / (dirs * dirs).sum(-1), 0.0, 1.0)  # (H, W, K)
-    resid = np.linalg.norm(diff[..., None, :] - alpha[..., None] * dirs, axis=-1)  # (H, W, K)
-    best = resid.argmin(-1)
-    best_alpha = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
-    return np.where(best_alpha >= 0.5, best, -1)
-
-
 # ----------------------------------------------------------------------------- data set
 
 
 def make_shapes_example(seed: int, index: int, size: int = 64, split: str = "train") -> dict:
     """Sample ``index`` of the shapes world: ``{"image", "text", "label", "scene"}`` (scene a dict)."""
+    from unified_grn.data.shapes_render import render_scene
+
     scene = sample_scene(split_rng(seed, index, split), size)
     return dict(image=render_scene(scene), text=scene.caption, label=scene.label, scene=scene.to_dict())
 
@@ -504,9 +445,13 @@ def write_shapes_dataset(
 
 
 def __getattr__(name: str):
-    """``format_caption`` / ``parse_caption`` live in ``shapes_captions`` (they import this module)."""
+    """Captions live in ``shapes_captions``, rendering in ``shapes_render`` (both import this module)."""
     if name in ("format_caption", "parse_caption"):
         from unified_grn.data import shapes_captions
 
         return getattr(shapes_captions, name)
+    if name in ("label_pixels", "render_objects", "render_scene"):
+        from unified_grn.data import shapes_render
+
+        return getattr(shapes_render, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -442,8 +442,9 @@ class ProceduralSource(Source):
 
     def read(self, index: int, rng: random.Random | None) -> Example:
         from unified_grn.data.moving_shapes import make_moving_shapes_example
-        from unified_grn.data.shapes import make_shapes_example, render_scene, sample_scene, split_rng
+        from unified_grn.data.shapes import make_shapes_example, sample_scene, split_rng
         from unified_grn.data.shapes_chat import make_shapes_chat_example
+        from unified_grn.data.shapes_render import render_scene
 
         cfg, kind = self.cfg, self.cfg.kind
         if kind == "moving-shapes":

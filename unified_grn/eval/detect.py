@@ -4,7 +4,7 @@ The design is the one validated in ``shared/research/data_eval_offline.md`` §5 
 Appendix (GT pass 99.6-100 % at 64 px, 0.2 % on wrong captions), adapted to this project's
 documented palette and light background (``unified_grn.data.shapes``):
 
-1. nearest-palette labelling: ``shapes.label_pixels`` assigns each pixel to the palette colour
+1. nearest-palette labelling: ``shapes_render.label_pixels`` assigns each pixel to the palette colour
    whose background-to-colour line passes closest, and to the background unless it lies at
    least half-way along that line (the background is read from the outermost pixel ring);
 2. 8-connected components per colour (numpy label propagation with pointer jumping, no scipy),
@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from unified_grn.data.shapes import COLORS, PALETTE, SHAPES, SUPERSAMPLE, label_pixels
+from unified_grn.data.shapes import COLORS, PALETTE, SHAPES, SUPERSAMPLE
+from unified_grn.data.shapes_render import label_pixels
 
 __all__ = [
     "Detection",
@@ -182,7 +183,7 @@ def _object_coverage(
 
 
 def ring_background(img: np.ndarray) -> np.ndarray:
-    """The background colour as ``shapes.label_pixels`` reads it: median of the outermost pixel ring."""
+    """The background colour as ``shapes_render.label_pixels`` reads it: median of the outermost pixel ring."""
     ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]).astype(np.float32)
     return np.median(ring, axis=0)
 
