@@ -15,6 +15,7 @@ input rows at the RMS of the pretrained text embedding.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -174,12 +175,13 @@ def embedding_rms(weight: torch.Tensor) -> float:
     a shard and the parameter itself is empty; it is gathered for the statistic (every rank must call
     this, as every rank builds the model).
     """
+    gather = contextlib.nullcontext()
     if getattr(weight, "ds_numel", None) is not None and weight.numel() != weight.ds_numel:
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
-            return float(weight.detach().float().pow(2).mean().sqrt())
-    return float(weight.detach().float().pow(2).mean().sqrt())
+        gather = deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+    with gather:
+        return float(weight.detach().float().pow(2).mean().sqrt())
 
 
 def from_backbone(cls, path: str | Path, visual_tokenizer=None, text_tokenizer=None, **kwargs):

@@ -19,9 +19,12 @@ def _script():
     return module
 
 
+def _save_tiny(folder: Path) -> None:
+    GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny")).save_pretrained(folder)
+
+
 def test_grid_is_scored_and_the_best_point_is_saved(tmp_path):
-    model = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
-    model.save_pretrained(tmp_path)
+    _save_tiny(tmp_path)
     args = [
         "--model",
         str(tmp_path),
@@ -49,8 +52,7 @@ def test_grid_is_scored_and_the_best_point_is_saved(tmp_path):
 
 
 def test_overall_objective_ranks_by_the_overall_score(tmp_path):
-    model = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
-    model.save_pretrained(tmp_path)
+    _save_tiny(tmp_path)
     args = [
         "--model",
         str(tmp_path),
