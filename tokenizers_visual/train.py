@@ -54,6 +54,7 @@ from .train_data import (
     load_folder_splits,
     save_reconstructions,
 )
+from .train_optim import build_tokenizer, lr_lambda, param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -138,19 +139,6 @@ def init_distributed(local_rank: int | None) -> tuple[int, int, torch.device, bo
     return dist.get_rank(), dist.get_world_size(), device, True
 
 
-def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices / conv kernels only, not on biases, norms and other 1-D parameters."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
-    ]
-
-
-def _warmup(steps: int):
-    return lambda step: min(1.0, (step + 1) / steps) if steps > 0 else 1.0
-
-
 def build_data(cfg: TrainTokenizerConfig, rank: int, world: int, skipped: SkipCounter):
     """Training batches (sharded by rank) and held-out sources, per modality."""
     train, held_out = {}, {}
@@ -183,7 +171,7 @@ def _deepspeed_engine(cfg: TrainTokenizerConfig, model: torch.nn.Module):
         },
         "steps_per_print": 10**9,
     }
-    scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, _warmup(cfg.optim.warmup_steps))  # noqa: E731
+    scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim, cfg.run.max_steps))  # noqa: E731
     engine, optimizer, _, lr_scheduler = deepspeed.initialize(
         model=model,
         model_parameters=param_groups(model, cfg.optim.weight_decay),
@@ -195,11 +183,15 @@ def _deepspeed_engine(cfg: TrainTokenizerConfig, model: torch.nn.Module):
 
 def setup(cfg: TrainTokenizerConfig, local_rank: int | None = None) -> Trainer:
     """Build model, loss, optimizers and data (the same on every rank: every RNG is seeded)."""
-    model_cfg = HBQTokenizerConfig.from_preset(cfg.model.preset, **cfg.model.overrides)
+    m = cfg.model
+    if m.init_from is not None:
+        model_cfg = HBQTokenizerConfig.from_pretrained(m.init_from)
+    else:
+        model_cfg = HBQTokenizerConfig.from_preset(m.preset, **m.overrides)
     check_config(cfg, model_cfg)
     rank, world, device, distributed = init_distributed(local_rank)
     seed_everything(cfg.run.seed)
-    model = HBQTokenizer(model_cfg).to(device)
+    model = build_tokenizer(model_cfg, m.init_from, m.freeze_encoder).to(device)
     loss_fn = TokenizerLoss(cfg.loss).to(device)
     objective = GeneratorObjective(model, loss_fn)
     betas = tuple(cfg.optim.betas)
@@ -209,7 +201,7 @@ def setup(cfg: TrainTokenizerConfig, local_rank: int | None = None) -> Trainer:
     else:
         groups = param_groups(model, cfg.optim.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=betas)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(cfg.optim.warmup_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.run.max_steps))
     d_optimizer = None
     if loss_fn.discriminator is not None:
         d_lr = cfg.optim.lr * cfg.loss.disc_lr_mult

@@ -213,21 +213,39 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 @dataclass
 class ModelConfig:
-    """``preset``: a name in ``HBQ_TOKENIZER_PRESETS``; ``overrides``: any ``HBQTokenizerConfig`` fields."""
+    """What is trained.
+
+    Attributes:
+        preset: a name in ``HBQ_TOKENIZER_PRESETS``; ``overrides``: any ``HBQTokenizerConfig`` fields.
+        init_from: a trained tokenizer folder (``save_pretrained``, e.g. a run's ``final/``) to start
+            from, with a fresh optimizer; ``preset`` and ``overrides`` are then ignored.
+        freeze_encoder: train the decoder only (needs ``init_from``): the codes stay bit-identical,
+            so token caches and a GRN trained on them stay valid while the pixels get better.
+    """
 
     preset: str = "hbq-shapes"
     overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    freeze_encoder: bool = False
 
 
 @dataclass
 class OptimConfig:
-    """AdamW (no weight decay on 1-D parameters), constant lr after a linear warm-up, optional EMA."""
+    """AdamW (no weight decay on 1-D parameters), a linear warm-up, then the lr schedule; optional EMA.
+
+    ``lr_schedule`` ``constant`` is the official recipe; ``linear`` / ``cosine`` decay the lr from step
+    ``decay_start`` (None: the end of warm-up) to ``min_lr_ratio * lr`` at ``run.max_steps``, as in the
+    GRN trainer. A resumed run may switch schedule (its step counter is in the checkpoint).
+    """
 
     lr: float = 2.0e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     warmup_steps: int = 0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    decay_start: int | None = None
+    min_lr_ratio: float = 0.0
     ema_decay: float | None = None
 
 
@@ -278,8 +296,31 @@ def check_config(cfg: TrainTokenizerConfig, model_cfg: Any) -> None:
         raise ConfigError(f"data.num_frames={cfg.data.num_frames} must be 1 + {s_t}k (temporal stride {s_t})")
     if not 0.0 <= cfg.data.image_fraction <= 1.0:
         raise ConfigError(f"data.image_fraction must be in [0, 1], got {cfg.data.image_fraction}")
+    _check_model_and_optim(cfg)
     if cfg.run.zero_stage == 3:
         raise ConfigError(
             "run.zero_stage=3 is not supported: the adaptive GAN weight needs the gradient with respect to the "
             "decoder's last layer, which ZeRO-3 partitions across ranks. Use zero_stage 0 (data parallel), 1 or 2."
+        )
+
+
+def _check_model_and_optim(cfg: TrainTokenizerConfig) -> None:
+    m, o = cfg.model, cfg.optim
+    if m.init_from is not None and not (Path(m.init_from) / "config.json").is_file():
+        raise ConfigError(
+            f"model.init_from={m.init_from!r} is not a saved tokenizer folder (no config.json); "
+            "point it at a run's final/ or any HBQTokenizer.save_pretrained folder"
+        )
+    if m.freeze_encoder and m.init_from is None:
+        raise ConfigError(
+            "model.freeze_encoder=true needs model.init_from (a trained tokenizer): a frozen random "
+            "encoder would make random codes"
+        )
+    if o.lr_schedule not in ("constant", "linear", "cosine"):
+        raise ConfigError(f"optim.lr_schedule must be constant, linear or cosine, got {o.lr_schedule!r}")
+    if not 0.0 <= o.min_lr_ratio <= 1.0:
+        raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}")
+    if o.decay_start is not None and not 0 <= o.decay_start < cfg.run.max_steps:
+        raise ConfigError(
+            f"optim.decay_start={o.decay_start} must be in [0, run.max_steps={cfg.run.max_steps})"
         )

@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +30,7 @@ import torch
 from torch import nn
 
 from tokenizers_visual.modeling_hbq import HBQTokenizer
+from tokenizers_visual.train_optim import lr_lambda
 from unified_grn.configuration_grn import GRNConfig
 from unified_grn.modeling_grn import GRNForConditionalGeneration
 from unified_grn.training.config import OptimConfig, TrainConfig
@@ -286,26 +285,6 @@ def param_groups(model: GRNForConditionalGeneration, optim: OptimConfig, backbon
     if not out:
         raise ValueError("no trainable parameters (is everything frozen?)")
     return out
-
-
-def lr_lambda(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
-    """The lr factor after ``step`` optimizer steps: linear warm-up over ``optim.warmup_steps``, then
-    constant (official recipe) or a linear / cosine decay from ``optim.decay_start`` (default: the
-    end of warm-up) to ``optim.min_lr_ratio`` at ``max_steps``."""
-    warmup, floor = optim.warmup_steps, optim.min_lr_ratio
-    start = optim.decay_start if optim.decay_start is not None else warmup
-
-    def factor(step: int) -> float:
-        value = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        if optim.lr_schedule == "constant" or step < start:
-            return value
-        progress = min(1.0, (step - start) / max(1, max_steps - start))
-        shape = (
-            1.0 - progress if optim.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-        )
-        return value * (floor + (1.0 - floor) * shape)
-
-    return factor
 
 
 def build_optimizer(model: nn.Module, groups: list[dict], optim: OptimConfig, max_steps: int):
