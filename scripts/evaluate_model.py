@@ -1,6 +1,11 @@
 """Score a GRN model on the held-out shapes prompts with every checker (``unified_grn.eval.suite``).
 
 python scripts/evaluate_model.py --model checkpoints/grn-shapes --out outputs/eval.json
+python scripts/evaluate_model.py --model checkpoints/grn-shapes --ceiling-images 96 --ceiling-videos 40
+python scripts/evaluate_model.py --tokenizer outputs/tokenizer/final --ceiling-images 96 --ceiling-videos 40
+
+``--ceiling-*`` add the visual tokenizer's ceiling (true test codes decoded and scored,
+``unified_grn.eval.ceiling``); with ``--tokenizer`` instead of ``--model`` only that is computed.
 """
 
 from __future__ import annotations
@@ -8,19 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from tokenizers_visual.modeling_hbq import HBQTokenizer
 from unified_grn import AutoModelForGRN
+from unified_grn.eval.ceiling import tokenizer_ceiling
 from unified_grn.eval.suite import SuiteConfig, evaluate_model
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="a saved GRN folder")
+    source.add_argument("--tokenizer", type=Path, help="an HBQ tokenizer folder: its ceiling only")
     parser.add_argument("--out", type=Path, default=Path("outputs/eval.json"))
     parser.add_argument("--threads", type=int, default=None)
     for f in fields(SuiteConfig):
@@ -29,11 +38,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not (args.model / "config.json").is_file():
-        parser.error(f"{args.model} is not a saved GRN model folder (no config.json)")
-    model = AutoModelForGRN.from_pretrained(args.model).eval()
+    folder = args.model or args.tokenizer
+    if not (folder / "config.json").is_file():
+        parser.error(
+            f"{folder} is not a saved {'GRN model' if args.model else 'tokenizer'} folder (no config.json)"
+        )
     cfg = SuiteConfig(**{f.name: getattr(args, f.name) for f in fields(SuiteConfig)})
-    report = evaluate_model(model, cfg)
+    if args.tokenizer is not None:
+        if cfg.ceiling_images <= 0 and cfg.ceiling_videos <= 0:
+            parser.error(
+                "--tokenizer computes the ceiling only: give --ceiling-images and/or --ceiling-videos"
+            )
+        tokenizer = HBQTokenizer.from_pretrained(folder).eval()
+        report = {"settings": asdict(cfg), "ceiling": tokenizer_ceiling(
+            tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size
+        )}  # fmt: skip
+    else:
+        model = AutoModelForGRN.from_pretrained(folder).eval()
+        report = evaluate_model(model, cfg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     logging.getLogger("evaluate_model").info("wrote %s", args.out)

@@ -36,9 +36,19 @@ def tiny():
 
 
 def test_evaluate_model_runs_every_section_and_is_json(tiny):
-    cfg = SuiteConfig(num_t2i=3, num_t2v=2, c2i_per_class=1, num_chat=0, num_steps=2, batch_size=2, size=32)
+    cfg = SuiteConfig(
+        num_t2i=3,
+        num_t2v=2,
+        c2i_per_class=1,
+        num_chat=0,
+        num_steps=2,
+        batch_size=2,
+        size=32,
+        ceiling_images=2,
+    )
     report = evaluate_model(tiny, cfg)
     assert json.loads(json.dumps(report)) == report
     assert report["t2i"]["n"] == 3 and report["t2v"]["n"] == 2 and report["c2i"]["n"] == 3
-    assert report["chat"] is None and set(report["wall_s"]) == {"t2i", "t2v", "c2i", "chat"}
+    assert report["chat"] is None and set(report["wall_s"]) == {"t2i", "t2v", "c2i", "chat", "ceiling"}
+    assert report["ceiling"]["t2i"]["reconstructed"]["n"] == 2 and report["ceiling"]["t2v"] is None
     assert 0.0 <= report["t2i"]["overall"] <= 1.0

@@ -22,6 +22,7 @@ from unified_grn.data.moving_shapes import make_moving_shapes_example
 from unified_grn.data.shapes import CLASS_NAMES, make_shapes_example
 from unified_grn.data.shapes_chat import make_shapes_chat_example
 from unified_grn.eval.c2i import evaluate_c2i
+from unified_grn.eval.ceiling import tokenizer_ceiling
 from unified_grn.eval.chat import evaluate_chat
 from unified_grn.eval.t2i import evaluate_t2i
 from unified_grn.eval.t2v import evaluate_t2v
@@ -46,6 +47,8 @@ class SuiteConfig:
         num_steps / guidance_scale / temperature / schedule: sampler settings passed to
             ``generate`` (and to ``chat``, the temperature as ``image_temperature``).
         size: image side in pixels (the worlds' 64).
+        ceiling_images / ceiling_videos: test renders for the tokenizer's ceiling section
+            (``eval.ceiling.tokenizer_ceiling`` on ``model.visual_tokenizer``; 0 skips it).
     """
 
     num_t2i: int = 100
@@ -60,6 +63,8 @@ class SuiteConfig:
     temperature: float | None = None
     schedule: str | None = None
     size: int = 64
+    ceiling_images: int = 0
+    ceiling_videos: int = 0
 
 
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
@@ -159,6 +164,7 @@ def evaluate_model(model, cfg: SuiteConfig | None = None) -> dict[str, Any]:
         "t2v": lambda: _t2v(model, cfg),
         "c2i": lambda: _c2i(model, cfg),
         "chat": lambda: _chat(model, cfg) if cfg.num_chat > 0 else None,
+        "ceiling": lambda: _ceiling(model, cfg),
     }
     for name, run in sections.items():
         start = time.perf_counter()
@@ -188,3 +194,11 @@ def _c2i(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     labels = [k for k in range(classes) for _ in range(cfg.c2i_per_class)]
     return evaluate_c2i(zip(_images(model, labels, cfg), labels)).to_dict()
+
+
+def _ceiling(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if cfg.ceiling_images <= 0 and cfg.ceiling_videos <= 0:
+        return None
+    return tokenizer_ceiling(
+        model.visual_tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size
+    )

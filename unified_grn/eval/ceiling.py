@@ -1,0 +1,102 @@
+"""The visual tokenizer's ceiling on the checkers: what a GRN would score if it sampled exactly the
+codes of the held-out scenes.
+
+GRN generates HBQ codes and the tokenizer's decoder turns them into pixels (paper Sec. 3.1), so
+no GRN can pass a checker more often than the tokenizer's own reconstructions of true scenes do
+(the generation analogue of reporting rFID next to gFID, Sec. 4.2). Here the ground-truth renders
+of the ``test`` split (images of ``shapes``, clips of ``moving-shapes``) are encoded, decoded and
+scored with the same checkers as generated samples; the renders themselves are scored too, as the
+checker's own reference (1.0 on this project's worlds).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from unified_grn.data.moving_shapes import make_moving_shapes_example
+from unified_grn.data.shapes import make_shapes_example
+from unified_grn.eval.t2i import evaluate_t2i
+from unified_grn.eval.t2v import evaluate_t2v
+
+__all__ = ["reconstruct", "tokenizer_ceiling"]
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def reconstruct(tokenizer, frames: np.ndarray) -> np.ndarray:
+    """Encode and decode uint8 pixels ``(B, T, H, W, 3)`` (``T = 1`` for images); same shape back.
+
+    Runs on the tokenizer's device and dtype.
+    """
+    param = next(tokenizer.parameters())
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device, param.dtype)
+    pixels = rearrange(pixels, "b t h w c -> b c t h w") / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+    decoded = tokenizer.decode(tokenizer.encode(pixels))  # (B, 3, T, H, W) in [-1, 1]
+    out = ((decoded.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return rearrange(out, "b c t h w -> b t h w c").cpu().numpy()
+
+
+def _in_batches(items: list[np.ndarray], tokenizer, batch_size: int) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for start in range(0, len(items), batch_size):
+        out.extend(reconstruct(tokenizer, np.stack(items[start : start + batch_size])))
+    return out
+
+
+def tokenizer_ceiling(
+    tokenizer,
+    num_images: int = 96,
+    num_videos: int = 40,
+    data_seed: int = 0,
+    size: int = 64,
+    num_frames: int = 9,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """T2I and T2V checker scores of the ground-truth test renders and of their reconstructions.
+
+    Args:
+        tokenizer: an ``HBQTokenizer`` (e.g. ``model.visual_tokenizer``), evaluated as it is.
+        num_images / num_videos: the first test items of ``shapes`` / ``moving-shapes`` (0 skips).
+        data_seed: the worlds' dataset seed; ``size`` / ``num_frames``: the render settings.
+
+    Returns:
+        ``{"t2i": {"ground_truth": ..., "reconstructed": ...}, "t2v": {...}}`` with the checkers'
+        report dicts (a section is None when its count is 0).
+    """
+    if num_images < 0 or num_videos < 0 or batch_size < 1:
+        raise ValueError(
+            f"num_images / num_videos must be >= 0 and batch_size >= 1, got {num_images}, {num_videos}, "
+            f"{batch_size}"
+        )
+    report: dict[str, Any] = {"t2i": None, "t2v": None}
+    if num_images:
+        examples = [make_shapes_example(data_seed, i, size=size, split="test") for i in range(num_images)]
+        frames = [np.asarray(e["image"].convert("RGB"))[None] for e in examples]  # (1, H, W, 3) each
+        captions = [e["text"] for e in examples]
+        recon = [f[0] for f in _in_batches(frames, tokenizer, batch_size)]
+        report["t2i"] = {
+            "ground_truth": evaluate_t2i(zip([f[0] for f in frames], captions)).to_dict(),
+            "reconstructed": evaluate_t2i(zip(recon, captions)).to_dict(),
+        }
+        logger.info("T2I ceiling: %s", report["t2i"]["reconstructed"])
+    if num_videos:
+        clips = [
+            make_moving_shapes_example(data_seed, i, size=size, num_frames=num_frames, split="test")
+            for i in range(num_videos)
+        ]
+        videos = [c["video"] for c in clips]  # (T, H, W, 3) uint8 each
+        captions = [c["text"] for c in clips]
+        report["t2v"] = {
+            "ground_truth": evaluate_t2v(zip(videos, captions)).to_dict(),
+            "reconstructed": evaluate_t2v(
+                zip(_in_batches(videos, tokenizer, batch_size), captions)
+            ).to_dict(),
+        }
+        logger.info("T2V ceiling: %s", report["t2v"]["reconstructed"])
+    return report
