@@ -72,8 +72,10 @@ class KeptFractionEmbedding(nn.Module):
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (N, frequency_dim)
 
     def forward(self, kept_fraction: torch.Tensor) -> torch.Tensor:
-        features = self.sinusoid(kept_fraction).to(self.mlp[0].weight.dtype)
-        return self.mlp(features)
+        # every position of a block shares its p_t: run the MLP once per distinct value, not per position
+        values, inverse = torch.unique(kept_fraction, return_inverse=True)  # (U,), (N,)
+        features = self.sinusoid(values).to(self.mlp[0].weight.dtype)
+        return self.mlp(features)[inverse]  # (U, D) -> (N, D)
 
 
 class GRNVisualEmbedding(nn.Module):
