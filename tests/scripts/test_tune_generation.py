@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from script_loader import load_script
 
 from unified_grn import GRNConfig, GRNForConditionalGeneration
 from unified_grn.configuration_grn import GRNGenerationConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("tune_generation", ROOT / "scripts/tune_generation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tune_generation")
 
 
 def _save_tiny(folder: Path) -> None:

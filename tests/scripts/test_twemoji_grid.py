@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from script_loader import load_script
 
 from unified_grn import GRNConfig, GRNForConditionalGeneration
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("twemoji_grid", ROOT / "scripts/twemoji_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("twemoji_grid")
 
 
 def _emoji_folder(root: Path) -> Path:

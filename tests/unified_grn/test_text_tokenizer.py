@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from unified_grn import GRNForConditionalGeneration
 from unified_grn.data.corpus import folder_texts, shapes_world_texts
@@ -47,11 +47,7 @@ def test_bpe_learns_the_grammar_words_and_keeps_the_specials(bpe):
 
 
 def test_make_shapes_backbone_writes_a_backbone_grn_builds_on(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "make_shapes_backbone", ROOT / "scripts/make_shapes_backbone.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("make_shapes_backbone")
     out = tmp_path / "backbone"
     script.main(
         [
@@ -97,9 +93,7 @@ def test_folder_texts_reads_the_train_split_captions_and_skips_empty_ones(tmp_pa
 
 
 def test_make_shapes_backbone_captions_from_trains_the_bpe_on_that_folder(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_backbone2", ROOT / "scripts/make_shapes_backbone.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("make_shapes_backbone")
     captions = [
         "grinning face",
         "smiling face with halo",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import yaml
+from script_loader import load_script
 
 from unified_grn.training.batches import mixture_weights
 from unified_grn.training.config import ConfigError, TrainConfig, load_train_config
@@ -22,10 +22,7 @@ CONFIGS = ROOT / "configs" / "train"
 
 
 def _train_main():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("train").main
 
 
 @pytest.mark.parametrize("name", ["tiny", "shapes_t2i", "shapes"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from unified_grn import AutoModelForGRN, GRNConfig, GRNForConditionalGeneration
 from unified_grn.collator import GRNCollator, GRNSample
@@ -152,11 +153,7 @@ def test_saving_the_same_step_twice_keeps_latest_complete(tmp_path):
 
 
 def test_script_trains_the_embedded_default_without_a_config(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("train")
     assert script.main(["max_steps=2", f"output_dir={tmp_path}", "run.progress=false"]) == 0
     assert load_train_config(tmp_path / "config.yaml").model.preset == "GRN-tiny"
     assert AutoModelForGRN.from_pretrained(tmp_path / "final").config.num_class_tokens == 18
