@@ -79,5 +79,7 @@ def test_classifier_trains_quickly_and_fd_c_is_readable(tmp_path):
     for name in ("3x3 box blur", "collapse: 1 image per class", "only 5 of 10 classes", "noise sigma 0.4"):
         assert refs[name] > 4 * floor, (name, refs)
     assert refs["noise sigma 0.1"] < refs["noise sigma 0.2"] < refs["noise sigma 0.4"]
+    small = fd.fd_c_references(model, n=8, seed=0)  # 8 draws cannot hold all 10 classes
+    assert small.keys() == refs.keys() and all(np.isfinite(v) for v in small.values())
     xt, _ = real.load_fashion_mnist("train", 500)
     assert fd.fd_c(x[:500], xt, model) == pytest.approx(fd.fd_c(xt, x[:500], model), rel=1e-6)

@@ -288,7 +288,8 @@ def fd_c_references(classifier: FashionClassifier, n: int = 2000, seed: int = 0)
 
     ``real train vs test`` is the floor a perfect generator would reach at this N; the others
     corrupt the same ``n`` train images: Gaussian noise sigma 0.1 / 0.2 / 0.4 (on the [-1, 1]
-    scale), a 3x3 box blur, mode collapse (one image per class, repeated) and only 5 classes.
+    scale), a 3x3 box blur, mode collapse (one image per class, repeated) and only 5 classes
+    (with a small ``n`` that misses classes: the classes drawn, and the first half of them).
     """
     from unified_grn.data.real import load_fashion_mnist
 
@@ -303,9 +304,10 @@ def fd_c_references(classifier: FashionClassifier, n: int = 2000, seed: int = 0)
         noisy = real.astype(np.float64) + rng.normal(0.0, sigma * 127.5, real.shape)
         sets[f"noise sigma {sigma}"] = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
     sets["3x3 box blur"] = _box_blur(real)
-    firsts = np.array([np.flatnonzero(labels == c)[0] for c in range(10)])
+    present = np.unique(labels)  # all 10 at the usual n; a small n may miss some
+    firsts = np.array([np.flatnonzero(labels == c)[0] for c in present])
     sets["collapse: 1 image per class"] = real[np.resize(firsts, n)]
-    half = np.flatnonzero(labels < 5)
+    half = np.flatnonzero(np.isin(labels, present[: max(1, len(present) // 2)]))
     sets["only 5 of 10 classes"] = real[np.resize(half, n)]
     return {name: frechet_distance(extract_features(imgs, classifier), ref) for name, imgs in sets.items()}
 
