@@ -22,8 +22,8 @@ visual-token commands live in ``unified_grn.cli_tokens``, the shared argument ty
 - ``grn decode-tokens EXPORT_DIR --out DIR --model DIR [--ids-column COL] [--llm-tokenizer PATH]
   [--video-format mp4|gif] [--batch-size 8] [--quiet]``: decode exported codes or token ids to
   PNG / mp4 / gif files.
-- ``grn export-checkpoint RUN_DIR --out DIR [--weights auto|ema|model] [--overwrite]``: consolidate
-  a training checkpoint (ZeRO-3, ZeRO-2 or plain; the run's latest, or a ``checkpoints/step_N``
+- ``grn export-checkpoint RUN_DIR --out DIR [--weights auto|ema|model] [--overwrite]
+  [--visual-tokenizer DIR]``: consolidate a training checkpoint (ZeRO-3, ZeRO-2 or plain; the run's latest, or a ``checkpoints/step_N``
   folder) into a ``save_pretrained`` folder that ``AutoModelForGRN.from_pretrained`` loads, with
   the text and visual tokenizers (``unified_grn.training.export``).
 - ``grn chat [--model DIR] [--out DIR] [--seed S] [--num-steps N] [--max-new-tokens N] [--device D]
@@ -237,6 +237,12 @@ def _register_export_checkpoint(subparsers: argparse._SubParsersAction) -> None:
         help="auto (default): the EMA weights when the run kept them, else the model's",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument(
+        "--visual-tokenizer",
+        default=None,
+        help="ship this tokenizer folder instead of the run's; it must encode like it "
+        "(e.g. a decoder-only fine-tune, model.freeze_encoder=true)",
+    )
     p.set_defaults(func=_cmd_export_checkpoint)
 
 
@@ -244,7 +250,13 @@ def _cmd_export_checkpoint(args: argparse.Namespace) -> int:
     from unified_grn.training.export import export_checkpoint
 
     try:
-        out = export_checkpoint(args.run_dir, args.out, weights=args.weights, overwrite=args.overwrite)
+        out = export_checkpoint(
+            args.run_dir,
+            args.out,
+            weights=args.weights,
+            overwrite=args.overwrite,
+            visual_tokenizer=args.visual_tokenizer,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         raise UsageError(str(err)) from None
     print(f"exported {args.run_dir} to {out}")  # noqa: T201 - the CLI's one summary line

@@ -220,3 +220,33 @@ def test_resuming_with_another_lr_keeps_the_checkpoints_and_says_so(tmp_path, ca
     with caplog.at_level("WARNING", logger="unified_grn.training.checkpoint"):
         _run(out, "max_steps=4", "optim.warmup_steps=0", resume=True)
     assert "keeps the checkpoint's base lrs" not in caplog.text
+
+
+def test_export_may_ship_a_decoder_only_fine_tune_of_the_run_tokenizer(tmp_path, capsys):
+    from tokenizers_visual.modeling_hbq import HBQTokenizer
+    from unified_grn.cli import main as grn
+
+    out = tmp_path / "run"
+    _run(out, "max_steps=2", "run.export_final=false")
+    run_tokenizer = HBQTokenizer.from_pretrained(out / "model" / "visual_tokenizer")
+
+    def variant(name: str, part: str, **config) -> Path:
+        tok = HBQTokenizer.from_pretrained(out / "model" / "visual_tokenizer", **config)
+        with torch.no_grad():
+            next(getattr(tok.vae, part).parameters()).add_(0.01)
+        tok.save_pretrained(tmp_path / name)
+        return tmp_path / name
+
+    shipped = AutoModelForGRN.from_pretrained(
+        export_checkpoint(out, tmp_path / "export", visual_tokenizer=variant("decoder_ft", "decoder"))
+    )
+    pixels = torch.rand(1, 3, 16, 16) * 2 - 1
+    codes = shipped.visual_tokenizer.encode(pixels)
+    assert torch.equal(codes.bits, run_tokenizer.encode(pixels).bits)  # the codes the GRN learned
+    assert not torch.allclose(shipped.visual_tokenizer.decode(codes), run_tokenizer.decode(codes))
+    with pytest.raises(ValueError, match="encoder differs from the run's"):
+        export_checkpoint(out, tmp_path / "bad", visual_tokenizer=variant("encoder_ft", "encoder"))
+    assert grn(["export-checkpoint", str(out), "--out", str(tmp_path / "bad"), "--visual-tokenizer",
+                str(variant("other", "decoder", rounds=run_tokenizer.config.rounds - 1))]) == 2  # fmt: skip
+    assert "config differs from the run's in ['rounds']" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

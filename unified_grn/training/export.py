@@ -7,6 +7,11 @@ model built from the run's ``model/config.json``, and saved with ``save_pretrain
 with the text tokenizer and the visual tokenizer from the run's ``model/`` folder. The result
 loads with ``AutoModelForGRN.from_pretrained(DIR)``. When the run kept an EMA, its weights are
 exported by default (``weights="ema"``; ``"model"`` takes the raw weights).
+
+``visual_tokenizer=DIR`` (``--visual-tokenizer``) ships another tokenizer instead of the run's: one
+that encodes exactly like it (same layout, bit-identical encoder weights), such as a decoder-only
+fine-tune (``python -m tokenizers_visual.train ... model.freeze_encoder=true``). Its codes are the
+ones the GRN learned, so only the decoded pixels change; any other tokenizer is refused.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from typing import Literal
 
 import torch
 
+from tokenizers_visual.modeling_hbq import HBQTokenizer
 from unified_grn.configuration_grn import GRNConfig
 from unified_grn.loading import load_extras
 from unified_grn.modeling_grn import GRNForConditionalGeneration
 from unified_grn.training.checkpoint import ENGINE_TAG, find_checkpoint
 
-__all__ = ["checkpoint_state_dict", "export_checkpoint"]
+__all__ = ["checkpoint_state_dict", "export_checkpoint", "same_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ def export_checkpoint(
     out_dir: str | Path,
     weights: Literal["auto", "ema", "model"] = "auto",
     overwrite: bool = True,
+    visual_tokenizer: str | Path | None = None,
 ) -> Path:
     """Write a ``from_pretrained`` folder from a run folder (its latest checkpoint) or a checkpoint folder.
 
@@ -74,6 +81,8 @@ def export_checkpoint(
         path: ``run.output_dir`` of a training run, or one of its ``checkpoints/step_N`` folders.
         out_dir: the folder to write (replaced atomically when ``overwrite``).
         weights: ``auto`` (EMA when the run kept one), ``ema`` or ``model``.
+        visual_tokenizer: a tokenizer folder to ship instead of the run's; it must encode like the
+            run's (module docstring), else ``ValueError``.
 
     Returns:
         ``out_dir``.
@@ -92,6 +101,10 @@ def export_checkpoint(
         model = GRNForConditionalGeneration(GRNConfig.from_pretrained(model_dir))
     _load_strict(model, state)
     load_extras(model, model_dir)
+    if visual_tokenizer is not None:
+        model.visual_tokenizer = same_encoder(
+            HBQTokenizer.from_pretrained(visual_tokenizer), model.visual_tokenizer
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -103,3 +116,24 @@ def export_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s (%s weights) to %s", checkpoint, which, out)
     return out
+
+
+def same_encoder(candidate: HBQTokenizer, reference: HBQTokenizer) -> HBQTokenizer:
+    """``candidate`` if it emits the same codes as ``reference`` (same config fields, bit-identical
+    encoder weights), else ``ValueError`` naming the difference."""
+    mine, theirs = candidate.config.to_diff_dict(), reference.config.to_diff_dict()
+    mine.pop("_name_or_path", None), theirs.pop("_name_or_path", None)
+    changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if changed:
+        raise ValueError(
+            f"the visual tokenizer's config differs from the run's in {changed}: its codes would differ"
+        )
+    a, b = candidate.vae.encoder.state_dict(), reference.vae.encoder.state_dict()
+    moved = sorted(k for k in b if k not in a or not torch.equal(a[k], b[k]))
+    if moved:
+        raise ValueError(
+            f"the visual tokenizer's encoder differs from the run's ({len(moved)} tensors, e.g. {moved[0]}): "
+            "its codes are not the ones the GRN learned. Ship a decoder-only fine-tune of the run's "
+            "tokenizer (tokenizers_visual.train model.init_from=... model.freeze_encoder=true) or retrain."
+        )
+    return candidate
