@@ -289,12 +289,12 @@ def train_step(tr: Trainer) -> dict[str, Any]:
     modality, pixels = tr.data.next_batch(tr.step)
     pixels = pixels.to(tr.device)
     tr.model.train()
+    lr = tr.scheduler.get_last_lr()[0]  # the lr this step uses (the schedule advances in the update)
     reconstruction, logs = _generator_update(tr, pixels)
     _ema_update(tr)
     logs.update(_discriminator_update(tr, pixels, reconstruction))
     tr.step += 1
-    logs.update({"step": tr.step, "modality": modality, "batch": pixels.shape[0]})
-    logs["lr"] = tr.scheduler.get_last_lr()[0]
+    logs.update({"step": tr.step, "modality": modality, "batch": pixels.shape[0], "lr": lr})
     return logs
 
 

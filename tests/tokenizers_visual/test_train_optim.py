@@ -66,10 +66,10 @@ def test_resume_may_switch_to_a_decay(tmp_path, image_dir):  # noqa: F811
     decay = ("optim.lr_schedule=linear", "optim.decay_start=2", "optim.min_lr_ratio=0.1")
     main([*_args(out, image_dir, "run.max_steps=6", *common, *decay), "--resume"])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    lrs = {row["step"]: row["lr"] for row in rows}
-    assert lrs[1] == pytest.approx(1e-3)
-    later = [lrs[s] for s in sorted(lrs) if s >= 3]
-    assert later == sorted(later, reverse=True) and later[-1] == pytest.approx(1e-4)
+    lrs = {row["step"]: row["lr"] for row in rows}  # row N: the lr step N used, after N - 1 updates
+    cfg = load_config(TrainTokenizerConfig, overrides=list(decay) + ["optim.warmup_steps=0"])
+    assert lrs == {n: pytest.approx(1e-3 * lr_lambda(cfg.optim, 6)(n - 1)) for n in range(1, 7)}
+    assert lrs[1] == lrs[2] == lrs[3] == pytest.approx(1e-3) and lrs[6] == pytest.approx(0.325e-3)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
