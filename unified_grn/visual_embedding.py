@@ -72,10 +72,11 @@ class KeptFractionEmbedding(nn.Module):
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (N, frequency_dim)
 
     def forward(self, kept_fraction: torch.Tensor) -> torch.Tensor:
-        # every position of a block shares its p_t: run the MLP once per distinct value, not per position
-        values, inverse = torch.unique(kept_fraction, return_inverse=True)  # (U,), (N,)
-        features = self.sinusoid(values).to(self.mlp[0].weight.dtype)
-        return self.mlp(features)[inverse]  # (U, D) -> (N, D)
+        # Per position, on purpose. Running the MLP once per distinct p_t (a block's positions share
+        # it) saves ~2 % of a step but made a one-row matmul, whose CPU kernel depends on the
+        # weights' memory alignment: a saved and reloaded (mmapped) model was no longer bit-identical.
+        features = self.sinusoid(kept_fraction).to(self.mlp[0].weight.dtype)
+        return self.mlp(features)
 
 
 class GRNVisualEmbedding(nn.Module):
