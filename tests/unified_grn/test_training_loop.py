@@ -244,6 +244,16 @@ def test_export_may_ship_a_decoder_only_fine_tune_of_the_run_tokenizer(tmp_path,
     codes = shipped.visual_tokenizer.encode(pixels)
     assert torch.equal(codes.bits, run_tokenizer.encode(pixels).bits)  # the codes the GRN learned
     assert not torch.allclose(shipped.visual_tokenizer.decode(codes), run_tokenizer.decode(codes))
+    wider = HBQTokenizer(run_tokenizer.config.__class__(**{
+        **run_tokenizer.config.to_dict(), "decoder_base_channels": 2 * run_tokenizer.config.base_channels
+    }))  # fmt: skip
+    wider.vae.encoder.load_state_dict(run_tokenizer.vae.encoder.state_dict())  # a wider decoder, same encoder
+    wider.save_pretrained(tmp_path / "wider")
+    loaded = AutoModelForGRN.from_pretrained(
+        export_checkpoint(out, tmp_path / "wide", visual_tokenizer=tmp_path / "wider")
+    )
+    assert loaded.visual_tokenizer.config.decoder_base_channels == wider.config.decoder_base_channels
+    assert loaded.visual_tokenizer.decode(codes).shape == run_tokenizer.decode(codes).shape
     with pytest.raises(ValueError, match="encoder differs from the run's"):
         export_checkpoint(out, tmp_path / "bad", visual_tokenizer=variant("encoder_ft", "encoder"))
     assert grn(["export-checkpoint", str(out), "--out", str(tmp_path / "bad"), "--visual-tokenizer",

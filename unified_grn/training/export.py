@@ -9,13 +9,15 @@ loads with ``AutoModelForGRN.from_pretrained(DIR)``. When the run kept an EMA, i
 exported by default (``weights="ema"``; ``"model"`` takes the raw weights).
 
 ``visual_tokenizer=DIR`` (``--visual-tokenizer``) ships another tokenizer instead of the run's: one
-that encodes exactly like it (same layout, bit-identical encoder weights), such as a decoder-only
-fine-tune (``python -m tokenizers_visual.train ... model.freeze_encoder=true``). Its codes are the
+that encodes exactly like it (the same encoding config fields, bit-identical encoder weights; the
+decoder may differ, in width too), such as a decoder-only fine-tune (``python -m
+tokenizers_visual.train ... model.freeze_encoder=true``). Its codes are the
 ones the GRN learned, so only the decoded pixels change; any other tokenizer is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from transformers import PreTrainedConfig
 
 from tokenizers_visual.modeling_hbq import HBQTokenizer
 from unified_grn.configuration_grn import GRNConfig
@@ -34,6 +37,8 @@ from unified_grn.training.checkpoint import ENGINE_TAG, find_checkpoint
 __all__ = ["checkpoint_state_dict", "export_checkpoint", "same_encoder"]
 
 logger = logging.getLogger(__name__)
+
+_DECODER_ONLY = {"decoder_base_channels"}  # a decoder of another width decodes the same codes
 
 
 def checkpoint_state_dict(checkpoint: Path, weights: Literal["auto", "ema", "model"] = "auto"):
@@ -118,11 +123,18 @@ def export_checkpoint(
     return out
 
 
+def _encoding_fields(tokenizer: HBQTokenizer) -> dict:
+    """The tokenizer's own config fields, less the decoder's width and the generic
+    ``PreTrainedConfig`` bookkeeping (transformers version, dtype, architectures, name)."""
+    generic = {f.name for f in dataclasses.fields(PreTrainedConfig)} | {"transformers_version"}
+    fields = {f.name for f in dataclasses.fields(type(tokenizer.config))} - generic - _DECODER_ONLY
+    return {name: getattr(tokenizer.config, name) for name in sorted(fields)}
+
+
 def same_encoder(candidate: HBQTokenizer, reference: HBQTokenizer) -> HBQTokenizer:
-    """``candidate`` if it emits the same codes as ``reference`` (same config fields, bit-identical
-    encoder weights), else ``ValueError`` naming the difference."""
-    mine, theirs = candidate.config.to_diff_dict(), reference.config.to_diff_dict()
-    mine.pop("_name_or_path", None), theirs.pop("_name_or_path", None)
+    """``candidate`` if it emits the same codes as ``reference`` (same encoding config fields,
+    bit-identical encoder weights), else ``ValueError`` naming the difference."""
+    mine, theirs = _encoding_fields(candidate), _encoding_fields(reference)
     changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if changed:
         raise ValueError(
