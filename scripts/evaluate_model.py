@@ -3,9 +3,13 @@
 python scripts/evaluate_model.py --model checkpoints/grn-shapes --out outputs/eval.json
 python scripts/evaluate_model.py --model checkpoints/grn-shapes --ceiling-images 96 --ceiling-videos 40
 python scripts/evaluate_model.py --tokenizer outputs/tokenizer/final --ceiling-images 96 --ceiling-videos 40
+python scripts/evaluate_model.py --model checkpoints/grn-shapes --condition-gap-images 96 --num-t2i 0 \
+    --num-t2v 0 --c2i-per-class 0 --num-chat 0
 
 ``--ceiling-*`` add the visual tokenizer's ceiling (true test codes decoded and scored,
 ``unified_grn.eval.ceiling``); with ``--tokenizer`` instead of ``--model`` only that is computed.
+``--condition-gap-images`` adds the teacher-forced loss gap of swapped shapes / colours in the
+condition (``unified_grn.eval.conditioning``): does the model listen to each attribute at all?
 """
 
 from __future__ import annotations

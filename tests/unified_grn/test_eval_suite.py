@@ -45,10 +45,20 @@ def test_evaluate_model_runs_every_section_and_is_json(tiny):
         batch_size=2,
         size=32,
         ceiling_images=2,
+        condition_gap_images=2,
     )
     report = evaluate_model(tiny, cfg)
     assert json.loads(json.dumps(report)) == report
     assert report["t2i"]["n"] == 3 and report["t2v"]["n"] == 2 and report["c2i"]["n"] == 3
-    assert report["chat"] is None and set(report["wall_s"]) == {"t2i", "t2v", "c2i", "chat", "ceiling"}
+    assert report["chat"] is None and set(report["wall_s"]) == {
+        "t2i",
+        "t2v",
+        "c2i",
+        "chat",
+        "ceiling",
+        "condition_gap",
+    }
     assert report["ceiling"]["t2i"]["reconstructed"]["n"] == 2 and report["ceiling"]["t2v"] is None
+    gap = report["condition_gap"]  # 3 class tokens < the world's 18 classes: no c2i section
+    assert gap["c2i"] is None and gap["t2i"]["n"] == 2 and set(gap["t2i"]["gaps"]) == {"shape", "colour"}
     assert 0.0 <= report["t2i"]["overall"] <= 1.0

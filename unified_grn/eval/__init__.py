@@ -14,6 +14,9 @@ template IoU, the design validated in ``shared/research/data_eval_offline.md`` Â
 - ``chat``: ``answer_correct``, ``score_turn(prediction, turn)``, ``evaluate_chat(pairs)``;
 - ``reconstruction``: ``reconstruction_metrics(originals, reconstructions)`` (PSNR, SSIM, LPIPS
   with its calibration note). Imported on demand: it pulls in torch.
+- ``ceiling``: ``tokenizer_ceiling(tokenizer)``: the checkers on true test codes, decoded (on demand);
+- ``conditioning``: ``condition_gap`` / ``shapes_condition_gap(model)``: how much the teacher-forced
+  loss rises when the condition's shape or colour is swapped (on demand: it needs the model).
 """
 
 from unified_grn.eval.c2i import C2IReport, C2IResult, evaluate_c2i, score_c2i

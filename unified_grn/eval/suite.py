@@ -24,6 +24,7 @@ from unified_grn.data.shapes_chat import make_shapes_chat_example
 from unified_grn.eval.c2i import evaluate_c2i
 from unified_grn.eval.ceiling import tokenizer_ceiling
 from unified_grn.eval.chat import evaluate_chat
+from unified_grn.eval.conditioning import shapes_condition_gap
 from unified_grn.eval.t2i import evaluate_t2i
 from unified_grn.eval.t2v import evaluate_t2v
 
@@ -49,6 +50,9 @@ class SuiteConfig:
         size: image side in pixels (the worlds' 64).
         ceiling_images / ceiling_videos: test renders for the tokenizer's ceiling section
             (``eval.ceiling.tokenizer_ceiling`` on ``model.visual_tokenizer``; 0 skips it).
+        condition_gap_images: test scenes for the teacher-forced condition gap (how much the loss
+            rises when the prompt's / class's shape or colour is swapped,
+            ``eval.conditioning.shapes_condition_gap``; 0 skips it).
     """
 
     num_t2i: int = 100
@@ -65,6 +69,7 @@ class SuiteConfig:
     size: int = 64
     ceiling_images: int = 0
     ceiling_videos: int = 0
+    condition_gap_images: int = 0
 
 
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
@@ -165,6 +170,7 @@ def evaluate_model(model, cfg: SuiteConfig | None = None) -> dict[str, Any]:
         "c2i": lambda: _c2i(model, cfg),
         "chat": lambda: _chat(model, cfg) if cfg.num_chat > 0 else None,
         "ceiling": lambda: _ceiling(model, cfg),
+        "condition_gap": lambda: _condition_gap(model, cfg),
     }
     for name, run in sections.items():
         start = time.perf_counter()
@@ -201,4 +207,12 @@ def _ceiling(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     return tokenizer_ceiling(
         model.visual_tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size
+    )
+
+
+def _condition_gap(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if cfg.condition_gap_images <= 0:
+        return None
+    return shapes_condition_gap(
+        model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size, batch_size=cfg.batch_size
     )
