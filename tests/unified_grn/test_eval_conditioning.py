@@ -72,8 +72,14 @@ def test_identity_variant_has_zero_gap_and_modes_are_restored():
     assert report["gaps"]["same"] == 0.0 and report["variants"]["same"] == report["true"]
     assert report["gaps"]["next"] != 0.0 and report["n"] == 5
     assert len(report["per_round"]) == 4 and all(0 < v < 5 for v in report["per_round"])
+    assert report["gap_stderr"] is None and report["repeats"] == 1
     again = condition_gap(model.eval(), codes, [0, 1, 2, 3, 0], {}, batch_size=2)
     assert again["true"] == report["true"] and not model.training  # same seed, same draws; eval kept
+    more = condition_gap(model, codes, [0, 1, 2, 3, 0], {"same": lambda k: k}, batch_size=2, repeats=3)
+    assert more["gap_stderr"] == {"same": 0.0} and more["gaps"]["same"] == 0.0 and more["repeats"] == 3
+    assert more["true"] != report["true"]  # two more draws enter the mean
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        condition_gap(model, codes, [0, 1, 2, 3, 0], {}, repeats=0)
 
 
 def test_a_model_trained_to_follow_its_class_shows_a_gap_an_untrained_one_does_not():

@@ -93,6 +93,7 @@ def condition_gap(
     variants: dict[str, Callable[[Condition], Condition]],
     seed: int = 0,
     batch_size: int = 32,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Eq. 7 loss of ``codes`` under their true ``conditions`` and under each variant of them.
 
@@ -102,36 +103,50 @@ def condition_gap(
             (an image without ``T'`` is accepted).
         conditions: the true condition of each item: a class label (int) or a prompt (str).
         variants: ``name -> f`` mapping a true condition to the altered one.
-        seed: corruption seed; every variant sees exactly the true run's corruption draws.
+        seed: corruption seed; every variant sees exactly the true run's corruption draws (which
+            depend on ``seed`` and ``batch_size``: batch ``b`` of repeat ``r`` uses ``seed + b + r * 100003``).
         batch_size: items per forward pass.
+        repeats: corruption draws per item; the losses are their mean.
 
     Returns:
         ``{"true": L, "per_round": [...] | None, "variants": {name: L_name}, "gaps": {name: L_name - L},
-        "n": N}``; losses in nats per slot (mean over blocks, as the training loss).
+        "gap_stderr": {name: s} | None, "n": N, "repeats": R}``; losses in nats per slot (mean over
+        blocks, as the training loss); ``gap_stderr`` is the standard error of a gap over the repeats.
     """
     if len(codes) != len(conditions) or not conditions:
         raise ValueError(
             f"need one condition per code grid and at least one item, got {len(codes)} / {len(conditions)}."
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if batch_size < 1 or repeats < 1:
+        raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size}, {repeats}.")
     collator = GRNCollator.from_model(model, condition_drop_prob=0.0)  # never drop the condition here
+    altered_conditions = {name: [f(c) for c in conditions] for name, f in variants.items()}
+    true, rounds, altered = [], [], {name: [] for name in variants}
     was_training = model.training
     model.eval()
     try:
-        true, per_round = _losses(model, collator, list(conditions), codes, seed, batch_size)
-        altered = {
-            name: _losses(model, collator, [f(c) for c in conditions], codes, seed, batch_size)[0]
-            for name, f in variants.items()
-        }
+        for r in range(repeats):
+            draw = seed + r * 100003
+            loss, per_round = _losses(model, collator, list(conditions), codes, draw, batch_size)
+            true.append(loss)
+            rounds.append(per_round)
+            for name, altered_list in altered_conditions.items():
+                altered[name].append(_losses(model, collator, altered_list, codes, draw, batch_size)[0])
     finally:
         model.train(was_training)
+    gaps = {name: np.asarray(values) - np.asarray(true) for name, values in altered.items()}
     report = {
-        "true": true,
-        "per_round": None if per_round is None else [round(v, 5) for v in per_round.tolist()],
-        "variants": altered,
-        "gaps": {name: value - true for name, value in altered.items()},
+        "true": float(np.mean(true)),
+        "per_round": None
+        if rounds[0] is None
+        else [round(v, 5) for v in torch.stack(rounds).mean(0).tolist()],
+        "variants": {name: float(np.mean(values)) for name, values in altered.items()},
+        "gaps": {name: float(gap.mean()) for name, gap in gaps.items()},
+        "gap_stderr": {name: float(gap.std(ddof=1) / np.sqrt(repeats)) for name, gap in gaps.items()}
+        if repeats > 1
+        else None,
         "n": len(conditions),
+        "repeats": repeats,
     }
     logger.info("condition gap: true %.4f, gaps %s", true, report["gaps"])
     return report
@@ -194,12 +209,16 @@ def _encode(tokenizer, images: list[np.ndarray], batch_size: int) -> list[torch.
     return out
 
 
-def _section(model, scenes: list[Scene], condition, swap, seed: int, batch_size: int) -> dict[str, Any]:
+def _section(
+    model, scenes: list[Scene], condition, swap, seed: int, batch_size: int, repeats: int
+) -> dict[str, Any]:
     """condition_gap for ``scenes``, plus the share of slots each swap changes in the true codes."""
     tokenizer = model.visual_tokenizer
     codes = _encode(tokenizer, [np.asarray(render_scene(sc).convert("RGB")) for sc in scenes], batch_size)
     variants = {a: (lambda c, a=a: swap(c, a)) for a in SHAPES_SWAPS}
-    report = condition_gap(model, codes, [condition(sc) for sc in scenes], variants, seed, batch_size)
+    report = condition_gap(
+        model, codes, [condition(sc) for sc in scenes], variants, seed, batch_size, repeats
+    )
     report["slots_changed"] = {}
     for a in SHAPES_SWAPS:
         swapped = _encode(
@@ -213,7 +232,13 @@ def _section(model, scenes: list[Scene], condition, swap, seed: int, batch_size:
 
 
 def shapes_condition_gap(
-    model, num_images: int = 64, data_seed: int = 0, seed: int = 0, size: int = 64, batch_size: int = 32
+    model,
+    num_images: int = 64,
+    data_seed: int = 0,
+    seed: int = 0,
+    size: int = 64,
+    batch_size: int = 32,
+    repeats: int = 4,
 ) -> dict[str, Any]:
     """:func:`condition_gap` on the shapes world's test split, for colour and shape swaps.
 
@@ -232,7 +257,7 @@ def shapes_condition_gap(
 
     report: dict[str, Any] = {"t2i": None, "c2i": None}
     scenes = [scene(i) for i in range(num_images)]
-    report["t2i"] = _section(model, scenes, lambda sc: sc.caption, swap_caption, seed, batch_size)
+    report["t2i"] = _section(model, scenes, lambda sc: sc.caption, swap_caption, seed, batch_size, repeats)
     if model.vocab.num_class_tokens < len(COLORS) * len(SHAPES):
         logger.info("c2i condition gap skipped: the model has %d class tokens", model.vocab.num_class_tokens)
         return report
@@ -241,5 +266,5 @@ def shapes_condition_gap(
         if (candidate := scene(i)).label >= 0:
             singles.append(candidate)
         i += 1
-    report["c2i"] = _section(model, singles, lambda sc: sc.label, swap_class, seed, batch_size)
+    report["c2i"] = _section(model, singles, lambda sc: sc.label, swap_class, seed, batch_size, repeats)
     return report

@@ -213,6 +213,4 @@ def _ceiling(model, cfg: SuiteConfig) -> dict[str, Any] | None:
 def _condition_gap(model, cfg: SuiteConfig) -> dict[str, Any] | None:
     if cfg.condition_gap_images <= 0:
         return None
-    return shapes_condition_gap(
-        model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size, batch_size=cfg.batch_size
-    )
+    return shapes_condition_gap(model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size)
