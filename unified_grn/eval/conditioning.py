@@ -168,7 +168,7 @@ _COLOUR_WORD = re.compile(r"\b(?:(an?) )?(" + "|".join(COLORS) + r")\b")
 
 def swap_caption(caption: str, attribute: str) -> str:
     """The caption with every shape word (plurals too) or every colour word moved to the next one
-    (an article before a colour follows the new word: "a red" -> "an orange")."""
+    (an article before a colour follows the new word: "a purple" -> "an orange")."""
     if attribute == "shape":
         return _SHAPE_WORD.sub(lambda m: SHAPES[(SHAPES.index(m[1]) + 1) % len(SHAPES)] + m[2], caption)
     if attribute == "colour":
