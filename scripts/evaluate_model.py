@@ -8,6 +8,8 @@ python scripts/evaluate_model.py --model checkpoints/grn-shapes --condition-gap-
 
 ``--ceiling-*`` add the visual tokenizer's ceiling (true test codes decoded and scored,
 ``unified_grn.eval.ceiling``); with ``--tokenizer`` instead of ``--model`` only that is computed.
+``--ceiling-exact-rounds R`` keeps only the first ``R`` HBQ rounds of the true codes and draws
+the finer ones at random: which rounds the checkers' verdicts depend on.
 ``--condition-gap-images`` adds the teacher-forced loss gap of swapped shapes / colours in the
 condition (``unified_grn.eval.conditioning``): does the model listen to each attribute at all?
 """
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         tokenizer = HBQTokenizer.from_pretrained(folder).eval()
         report = {"settings": asdict(cfg), "ceiling": tokenizer_ceiling(
-            tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size
+            tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size,
+            exact_rounds=cfg.ceiling_exact_rounds, seed=cfg.seed,
         )}  # fmt: skip
     else:
         model = AutoModelForGRN.from_pretrained(folder).eval()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tokenizers_visual.modeling_hbq import HBQTokenizer, HBQTokenizerConfig
-from unified_grn.eval.ceiling import reconstruct, tokenizer_ceiling
+from tokenizers_visual.modeling_hbq import HBQCodes, HBQTokenizer, HBQTokenizerConfig
+from unified_grn.eval.ceiling import randomize_rounds, reconstruct, tokenizer_ceiling
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -83,5 +83,44 @@ def test_evaluate_model_script_tokenizer_ceiling_only(tmp_path):
         report["ceiling"]["t2i"]["reconstructed"]["n"] == 4
         and report["ceiling"]["t2v"]["ground_truth"]["n"] == 1
     )
+    assert report["ceiling"]["exact_rounds"] is None
+    coarse = subprocess.run(
+        [*script, *args[:2], "--size", "32", "--ceiling-exact-rounds", "2", "--out", str(out)],
+        capture_output=True, text=True, env=ENV,
+    )  # fmt: skip
+    assert coarse.returncode == 0, coarse.stderr
+    assert json.loads(out.read_text())["ceiling"]["exact_rounds"] == 2
     refused = subprocess.run(script, capture_output=True, text=True, env=ENV)
     assert refused.returncode == 2 and "--ceiling-images" in refused.stderr
+
+
+def test_randomize_rounds_keeps_the_coarse_rounds_and_redraws_the_rest():
+    bits = torch.randint(
+        0, 2, (6, 1, 4, 4, 16, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+    codes = HBQCodes.from_bits(bits)
+    for r in range(5):
+        out = randomize_rounds(codes, r, torch.Generator().manual_seed(1)).bits
+        assert out.dtype == torch.uint8 and out.shape == bits.shape
+        assert torch.equal(out[..., :r], bits[..., :r])
+        if r < 4:
+            flipped = (out[..., r:] != bits[..., r:]).float().mean().item()
+            assert 0.4 < flipped < 0.6  # uniform redraw: about half the bits change
+        again = randomize_rounds(codes, r, torch.Generator().manual_seed(1)).bits
+        assert torch.equal(out, again)  # seeded
+    with pytest.raises(ValueError, match=r"exact_rounds must be in \[0, 4\]"):
+        randomize_rounds(codes, 5)
+
+
+def test_ceiling_with_all_rounds_exact_is_the_plain_ceiling_and_fewer_rounds_lose_detail():
+    torch.manual_seed(0)
+    tokenizer = HBQTokenizer(HBQTokenizerConfig.from_preset("hbq-tiny")).eval()
+    frames = np.random.default_rng(0).integers(0, 256, (2, 1, 32, 32, 3), dtype=np.uint8)
+    plain = reconstruct(tokenizer, frames)
+    assert np.array_equal(reconstruct(tokenizer, frames, exact_rounds=4), plain)
+    assert not np.array_equal(
+        reconstruct(tokenizer, frames, exact_rounds=1, generator=torch.Generator()), plain
+    )
+    report = tokenizer_ceiling(tokenizer, num_images=4, num_videos=0, size=32, exact_rounds=4)
+    assert report["exact_rounds"] == 4
+    assert report["t2i"] == tokenizer_ceiling(tokenizer, num_images=4, num_videos=0, size=32)["t2i"]

@@ -50,6 +50,8 @@ class SuiteConfig:
         size: image side in pixels (the worlds' 64).
         ceiling_images / ceiling_videos: test renders for the tokenizer's ceiling section
             (``eval.ceiling.tokenizer_ceiling`` on ``model.visual_tokenizer``; 0 skips it).
+        ceiling_exact_rounds: with the ceiling, keep only this many coarse HBQ rounds of the true
+            codes and draw the rest at random (None: the true codes as they are).
         condition_gap_images: test scenes for the teacher-forced condition gap (how much the loss
             rises when the prompt's / class's shape or colour is swapped,
             ``eval.conditioning.shapes_condition_gap``; 0 skips it).
@@ -69,6 +71,7 @@ class SuiteConfig:
     size: int = 64
     ceiling_images: int = 0
     ceiling_videos: int = 0
+    ceiling_exact_rounds: int | None = None
     condition_gap_images: int = 0
 
 
@@ -206,8 +209,9 @@ def _ceiling(model, cfg: SuiteConfig) -> dict[str, Any] | None:
     if cfg.ceiling_images <= 0 and cfg.ceiling_videos <= 0:
         return None
     return tokenizer_ceiling(
-        model.visual_tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size
-    )
+        model.visual_tokenizer, cfg.ceiling_images, cfg.ceiling_videos, cfg.data_seed, cfg.size,
+        exact_rounds=cfg.ceiling_exact_rounds, seed=cfg.seed,
+    )  # fmt: skip
 
 
 def _condition_gap(model, cfg: SuiteConfig) -> dict[str, Any] | None:
