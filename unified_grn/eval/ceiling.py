@@ -46,6 +46,14 @@ def randomize_rounds(
     return HBQCodes.from_bits(torch.where(keep, bits, noise.to(bits.device)))
 
 
+def to_pixels(tokenizer, frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames ``(B, T, H, W, 3)`` -> the tokenizer's input ``(B, 3, T, H, W)`` in [-1, 1],
+    on its device and in its dtype."""
+    param = next(tokenizer.parameters())
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device, param.dtype)
+    return rearrange(pixels, "b t h w c -> b c t h w") / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+
+
 @torch.no_grad()
 def reconstruct(
     tokenizer, frames: np.ndarray, exact_rounds: int | None = None, generator: torch.Generator | None = None
@@ -55,10 +63,7 @@ def reconstruct(
     Runs on the tokenizer's device and dtype. With ``exact_rounds``, the rounds after the first
     ``exact_rounds`` are random before decoding (:func:`randomize_rounds`, drawn with ``generator``).
     """
-    param = next(tokenizer.parameters())
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device, param.dtype)
-    pixels = rearrange(pixels, "b t h w c -> b c t h w") / 127.5 - 1.0  # [0, 255] -> [-1, 1]
-    codes = tokenizer.encode(pixels)
+    codes = tokenizer.encode(to_pixels(tokenizer, frames))
     if exact_rounds is not None:
         codes = randomize_rounds(codes, exact_rounds, generator)
     decoded = tokenizer.decode(codes)  # (B, 3, T, H, W) in [-1, 1]

@@ -32,6 +32,7 @@ from einops import rearrange
 
 from unified_grn.collator import GRNCollator, GRNSample
 from unified_grn.data.shapes import COLORS, SHAPES, Scene, make_shapes_example, render_scene
+from unified_grn.eval.ceiling import to_pixels
 
 __all__ = [
     "SHAPES_SWAPS",
@@ -200,12 +201,10 @@ def swap_scene(scene: Scene, attribute: str) -> Scene:
 @torch.no_grad()
 def _encode(tokenizer, images: list[np.ndarray], batch_size: int) -> list[torch.Tensor]:
     """uint8 ``(H, W, 3)`` images -> one bits tensor ``(1, H', W', C, M)`` each, on the CPU."""
-    param = next(tokenizer.parameters())
     out: list[torch.Tensor] = []
     for start in range(0, len(images), batch_size):
-        pixels = torch.from_numpy(np.stack(images[start : start + batch_size])).to(param.device, param.dtype)
-        pixels = rearrange(pixels, "b h w c -> b c 1 h w") / 127.5 - 1.0  # [0, 255] -> [-1, 1]
-        out.extend(tokenizer.encode(pixels).bits.cpu())
+        frames = np.stack(images[start : start + batch_size])[:, None]  # (B, 1, H, W, 3)
+        out.extend(tokenizer.encode(to_pixels(tokenizer, frames)).bits.cpu())
     return out
 
 
