@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -62,12 +63,15 @@ def test_swap_examples_and_errors():
             fn("a red circle" if fn is swap_caption else 0, "size")
 
 
-def test_identity_variant_has_zero_gap_and_modes_are_restored():
+def test_identity_variant_has_zero_gap_and_modes_are_restored(caplog):
     model = build_tiny_grn(num_class_tokens=4).train()
     codes = [_bits(i) for i in range(5)]
-    report = condition_gap(
-        model, codes, [0, 1, 2, 3, 0], {"same": lambda k: k, "next": lambda k: (k + 1) % 4}, batch_size=2
-    )
+    with caplog.at_level(logging.INFO, logger="unified_grn.eval.conditioning"):
+        report = condition_gap(
+            model, codes, [0, 1, 2, 3, 0], {"same": lambda k: k, "next": lambda k: (k + 1) % 4}, batch_size=2
+        )
+    # the summary line formats (a bad %-argument only shows as a "Logging error" on stderr)
+    assert f"true {report['true']:.4f}" in caplog.records[-1].getMessage()
     assert model.training  # put back as it was
     assert report["gaps"]["same"] == 0.0 and report["variants"]["same"] == report["true"]
     assert report["gaps"]["next"] != 0.0 and report["n"] == 5

@@ -149,7 +149,7 @@ def condition_gap(
         "n": len(conditions),
         "repeats": repeats,
     }
-    logger.info("condition gap: true %.4f, gaps %s", true, report["gaps"])
+    logger.info("condition gap: true %.4f, gaps %s", report["true"], report["gaps"])
     return report
 
 
