@@ -128,4 +128,20 @@ class GRNPrefixCacheMixin:
         if self._uses_flash():  # flash kernels: 2D padding mask, non-causal block
             ones = prefix_mask.new_ones(prefix_mask.shape[0], num_visual)
             return torch.cat([prefix_mask, ones], dim=-1), {"is_causal": False}
-        return prefix_visual_mask(prefix_mask, num_visual, dtype), {}
+        # Every refinement step asks for the same mask: keep the last one (one entry, by value).
+        memo = self.__dict__.get("_block_mask_memo")
+        if (
+            memo is None
+            or memo[1:3] != (num_visual, dtype)
+            or memo[0].shape != prefix_mask.shape
+            or memo[0].device != prefix_mask.device
+            or not torch.equal(memo[0], prefix_mask)
+        ):
+            memo = (
+                prefix_mask.clone(),
+                num_visual,
+                dtype,
+                prefix_visual_mask(prefix_mask, num_visual, dtype),
+            )
+            self.__dict__["_block_mask_memo"] = memo
+        return memo[3], {}

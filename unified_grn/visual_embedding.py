@@ -57,6 +57,8 @@ class HBQInputRows(nn.Module):
 class KeptFractionEmbedding(nn.Module):
     """``p_t`` in [0, 1] -> ``(N, D)``: sinusoidal features of ``1000 p_t`` and a 2-layer MLP."""
 
+    MIN_ROWS = 64  # rows per MLP call (see forward)
+
     def __init__(self, hidden_size: int, frequency_dim: int = 256) -> None:
         super().__init__()
         self.frequency_dim = frequency_dim
@@ -72,11 +74,15 @@ class KeptFractionEmbedding(nn.Module):
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (N, frequency_dim)
 
     def forward(self, kept_fraction: torch.Tensor) -> torch.Tensor:
-        # Per position, on purpose. Running the MLP once per distinct p_t (a block's positions share
-        # it) saves ~2 % of a step but made a one-row matmul, whose CPU kernel depends on the
-        # weights' memory alignment: a saved and reloaded (mmapped) model was no longer bit-identical.
-        features = self.sinusoid(kept_fraction).to(self.mlp[0].weight.dtype)
-        return self.mlp(features)
+        # A block's positions share one p_t, so the MLP runs once per distinct value. The distinct
+        # values are padded (repeating the last) to at least MIN_ROWS rows: a matmul with very few
+        # rows takes a CPU kernel whose result depends on the weights' memory alignment, so a saved
+        # and reloaded (mmapped) model would stop being bit-identical.
+        values, inverse = torch.unique(kept_fraction, return_inverse=True)  # (U,), (N,)
+        if 0 < values.numel() < self.MIN_ROWS:
+            values = torch.cat([values, values[-1:].expand(self.MIN_ROWS - values.numel())])  # (MIN_ROWS,)
+        features = self.sinusoid(values).to(self.mlp[0].weight.dtype)
+        return self.mlp(features)[inverse]  # (U', D) -> (N, D)
 
 
 class GRNVisualEmbedding(nn.Module):

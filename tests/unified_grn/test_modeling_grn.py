@@ -13,7 +13,7 @@ from unified_grn import (
     TextSegment,
     VisualSegment,
 )
-from unified_grn.attention_masks import build_visibility, to_additive_mask
+from unified_grn.attention_masks import build_visibility, prefix_visual_mask, to_additive_mask
 from unified_grn.utils.import_utils import is_flex_attention_available
 
 C, M = 16, 4  # hbq-tiny
@@ -105,6 +105,33 @@ def test_prefix_cache_matches_full_sequence(family, attn):
         cached = model.visual_logits_from_cache(cache, inputs.reshape(2, 1, 2, 3, C, M), pt)
     assert cache.past_key_values.get_seq_length() == prompt_len  # cropped back to the prompt
     torch.testing.assert_close(cached.reshape(full.shape), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n,distinct", [(0, 1), (5, 2), (64, 1), (300, 3), (200, 150)])
+def test_kept_fraction_mlp_once_per_value_equals_per_position(n, distinct):
+    emb = tiny().visual_embed.kept_fraction
+    values = torch.rand(distinct, generator=torch.Generator().manual_seed(n))
+    kept = values[torch.randint(0, distinct, (n,), generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        assert torch.equal(emb(kept), emb.mlp(emb.sinusoid(kept)))  # bit-identical, not just close
+
+
+def test_block_mask_memo_follows_the_prefix_mask():
+    model = tiny()
+    a, b = torch.tensor([[1, 1, 1], [0, 1, 1]]), torch.tensor([[0, 1, 1], [1, 1, 1]])
+    for prefix, num_visual, dtype in (
+        (a, 4, torch.float32),
+        (b, 4, torch.float32),
+        (a, 4, torch.float32),
+        (a[:1], 4, torch.float32),
+        (a, 2, torch.float32),
+        (a, 2, torch.float64),
+    ):
+        got, kwargs = model._block_mask(prefix, num_visual, dtype)
+        assert kwargs == {} and got.dtype == dtype
+        assert torch.equal(got, prefix_visual_mask(prefix, num_visual, dtype))
+    # the same mask again (equal values, another tensor) is served from the memo
+    assert model._block_mask(a, 2, torch.float64)[0] is model._block_mask(a.clone(), 2, torch.float64)[0]
 
 
 def test_eager_matches_sdpa():
