@@ -43,7 +43,7 @@ from unified_grn.refinement_config import (
     StepStats,
     _is_int,
 )
-from unified_grn.schedules import entropy_total_steps, fraction_after, normalized_entropy
+from unified_grn.schedules import entropy_total_steps, fraction_after, normalized_entropy, softmax_last
 
 __all__ = [
     "GRNRefinementScheduler",
@@ -266,7 +266,7 @@ class GRNRefinementScheduler:
         step, total, decision = self._decide(state, rows, entropy)
         if uncond is not None:
             cond = torch.where(on.view(-1, 1, 1, 1), self._cfg(cond, rows.take(uncond)), cond)
-        probs = torch.softmax(cond / self._temperature(step, total).view(-1, 1, 1, 1), dim=-1)
+        probs = softmax_last(cond / self._temperature(step, total).view(-1, 1, 1, 1))
         uniform = _draw("rand", tuple(state.labels.shape[1:]), gens, rows.list, probs.device)
         frozen = rows.take(state.frozen)
         pred = self._pin(_sample_categorical(probs, uniform), state, rows, frozen)  # (n, L, K)

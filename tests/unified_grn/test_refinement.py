@@ -20,6 +20,7 @@ from unified_grn.schedules import (
     fit_entropy_schedule,
     fraction_after,
     normalized_entropy,
+    softmax_last,
 )
 
 L, K = 6, 8  # visual positions, sub-tokens per position
@@ -465,3 +466,17 @@ def test_compact_rows_equal_full_rows(model_fraction):
     expected = stats.kept_fraction if model_fraction == "realised" else stats.target_fraction
     for i, (frac, rows) in enumerate(seen[1:]):
         assert torch.equal(frac, expected[rows % 3, i])
+
+
+@pytest.mark.parametrize("values", [2, 3, 16])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_last_matches_torch_and_does_not_depend_on_the_batch(values, log):
+    logits = torch.randn(5, 12, 16, values, generator=torch.Generator().manual_seed(values)) * 4
+    got = softmax_last(logits, log=log)
+    ref = (torch.log_softmax if log else torch.softmax)(logits, dim=-1)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    probs = got.exp() if log else got
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5, 12, 16))
+    for row in range(5):  # batched == one by one, bit for bit (batched vs single generation)
+        assert torch.equal(softmax_last(logits[row : row + 1], log=log)[0], got[row])
