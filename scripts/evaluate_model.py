@@ -12,6 +12,7 @@ python scripts/evaluate_model.py --model checkpoints/grn-shapes --condition-gap-
 the finer ones at random: which rounds the checkers' verdicts depend on.
 ``--condition-gap-images`` adds the teacher-forced loss gap of swapped shapes / colours in the
 condition (``unified_grn.eval.conditioning``): does the model listen to each attribute at all?
+``--condition-gap-kept-fraction P`` measures it at one noise level (P = 0: the condition alone).
 """
 
 from __future__ import annotations

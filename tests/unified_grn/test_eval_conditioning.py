@@ -17,6 +17,7 @@ from unified_grn.collator import GRNCollator, GRNSample
 from unified_grn.data.shapes import CLASS_NAMES, Scene, make_shapes_example
 from unified_grn.eval.conditioning import (
     SHAPES_SWAPS,
+    _fixed_corruption,
     condition_gap,
     shapes_condition_gap,
     swap_caption,
@@ -106,6 +107,28 @@ def test_a_model_trained_to_follow_its_class_shows_a_gap_an_untrained_one_does_n
     after = condition_gap(model, codes, labels, swap, seed=5)
     assert abs(before["gaps"]["other"]) < 0.02, before
     assert after["gaps"]["other"] > 0.1 and after["true"] < before["true"], after
+    # one noise level at a time: with no bit kept the class is all there is; kept bits help
+    blind = condition_gap(model, codes, labels, swap, seed=5, kept_fraction=0.0)
+    rich = condition_gap(model, codes, labels, swap, seed=5, kept_fraction=0.9)
+    assert blind["kept_fraction"] == 0.0 and after["kept_fraction"] is None
+    assert blind["gaps"]["other"] > 0.1 and rich["true"] < blind["true"]
+    assert rich["gaps"]["other"] < blind["gaps"]["other"]
+
+
+def test_fixed_kept_fraction_corrupts_at_that_rate():
+    model = build_tiny_grn(num_class_tokens=2)
+    collator = GRNCollator.from_model(model, condition_drop_prob=0.0)
+    batch = collator([GRNSample.class_to_image(k, _bits(k), model.vocab) for k in (0, 1, 0, 1)])
+    fixed = _fixed_corruption(model, batch, 0.5, torch.Generator().manual_seed(0))
+    assert fixed["visual_inputs"].shape == batch.visual_codes.shape
+    assert fixed["visual_inputs"].dtype == batch.visual_codes.dtype
+    assert fixed["kept_fraction"].shape == (4,) and bool(((fixed["kept_fraction"] - 0.5).abs() < 0.1).all())
+    same = (fixed["visual_inputs"] == batch.visual_codes).float().mean().item()
+    assert 0.65 < same < 0.85  # kept half, plus half of the redrawn bits by chance
+    none = _fixed_corruption(model, batch, 0.0, torch.Generator().manual_seed(0))
+    assert float(none["kept_fraction"].max()) == 0.0
+    with pytest.raises(ValueError, match="kept_fraction must be in"):
+        condition_gap(model, [_bits(0)], [0], {}, kept_fraction=1.0)
 
 
 def test_bad_conditions_are_named():
@@ -138,6 +161,7 @@ def test_evaluate_model_script_condition_gap_only(tmp_path):
     out = tmp_path / "gap.json"
     off = ["--num-t2i", "0", "--num-t2v", "0", "--c2i-per-class", "0", "--num-chat", "0"]
     args = ["--model", str(tmp_path / "model"), "--condition-gap-images", "2", "--size", "32", *off]
+    args += ["--condition-gap-kept-fraction", "0.25"]
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), *args, "--out", str(out)],
         capture_output=True, text=True, env=ENV,
@@ -145,4 +169,5 @@ def test_evaluate_model_script_condition_gap_only(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["t2i"] is None and report["condition_gap"]["c2i"]["n"] == 2
+    assert report["condition_gap"]["c2i"]["kept_fraction"] == 0.25
     assert set(report["condition_gap"]["t2i"]["slots_changed"]) == set(SHAPES_SWAPS)

@@ -33,6 +33,7 @@ from einops import rearrange
 from unified_grn.collator import GRNCollator, GRNSample
 from unified_grn.data.shapes import COLORS, SHAPES, Scene, make_shapes_example, render_scene
 from unified_grn.eval.ceiling import to_pixels
+from unified_grn.objective import corrupt_labels, realised_fraction
 
 __all__ = [
     "SHAPES_SWAPS",
@@ -63,8 +64,26 @@ def _sample(condition: Condition, codes: torch.Tensor, vocab) -> GRNSample:
 
 
 @torch.no_grad()
+def _fixed_corruption(
+    model, batch, kept_fraction: float, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """``visual_inputs`` / ``kept_fraction`` forward arguments: every target slot kept with
+    probability ``kept_fraction`` (else drawn uniformly), instead of a ``p_t`` drawn per block."""
+    vocab = model.vocab
+    labels = vocab.labels_from_codes(batch.visual_codes)  # (N, K)
+    block_index = batch.block_ids[batch.block_ids > 0] - 1  # (N,)
+    is_target = batch.block_is_target[block_index]  # (N,)
+    pt = torch.full((labels.shape[0],), float(kept_fraction), device=labels.device)
+    mixed, keep = corrupt_labels(labels, pt, vocab.num_classes, generator)
+    mixed = torch.where(is_target[:, None], mixed, labels)  # context blocks stay clean
+    keep = keep | ~is_target[:, None]
+    inputs = vocab.bits_from_labels(mixed) if batch.visual_codes.dim() == 3 else mixed  # codes' layout
+    realised = realised_fraction(keep, block_index, batch.block_is_target.shape[0])
+    return {"visual_inputs": inputs.to(batch.visual_codes.dtype), "kept_fraction": realised}
+
+
 def _losses(
-    model, collator, conditions, codes, seed: int, batch_size: int
+    model, collator, conditions, codes, seed: int, batch_size: int, kept_fraction: float | None = None
 ) -> tuple[float, torch.Tensor | None]:
     """Mean Eq. 7 loss over batches (batch ``b`` corrupted with ``seed + b``) and the per-round mean."""
     total, rounds, weights = 0.0, [], []
@@ -73,7 +92,8 @@ def _losses(
         chunk = range(start, min(start + batch_size, len(conditions)))
         batch = collator([_sample(conditions[i], codes[i], vocab) for i in chunk]).to(model.device)
         generator = torch.Generator(device=model.device).manual_seed(seed + b)
-        out = model(**batch.as_dict(), generator=generator)
+        fixed = {} if kept_fraction is None else _fixed_corruption(model, batch, kept_fraction, generator)
+        out = model(**batch.as_dict(), **fixed, generator=generator)
         total += out.visual_loss.item() * len(chunk)
         weights.append(len(chunk))
         if vocab.variant == "bit":
@@ -95,6 +115,7 @@ def condition_gap(
     seed: int = 0,
     batch_size: int = 32,
     repeats: int = 1,
+    kept_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Eq. 7 loss of ``codes`` under their true ``conditions`` and under each variant of them.
 
@@ -108,6 +129,8 @@ def condition_gap(
             depend on ``seed`` and ``batch_size``: batch ``b`` of repeat ``r`` uses ``seed + b + r * 100003``).
         batch_size: items per forward pass.
         repeats: corruption draws per item; the losses are their mean.
+        kept_fraction: keep every slot with this probability (one noise level, e.g. 0.0 = the
+            condition alone) instead of drawing ``p_t`` per image from the training distribution.
 
     Returns:
         ``{"true": L, "per_round": [...] | None, "variants": {name: L_name}, "gaps": {name: L_name - L},
@@ -120,6 +143,10 @@ def condition_gap(
         )
     if batch_size < 1 or repeats < 1:
         raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size}, {repeats}.")
+    if kept_fraction is not None and not 0.0 <= kept_fraction < 1.0:
+        raise ValueError(
+            f"kept_fraction must be in [0, 1) (1 would leave nothing to predict), got {kept_fraction}."
+        )
     collator = GRNCollator.from_model(model, condition_drop_prob=0.0)  # never drop the condition here
     altered_conditions = {name: [f(c) for c in conditions] for name, f in variants.items()}
     true, rounds, altered = [], [], {name: [] for name in variants}
@@ -128,11 +155,15 @@ def condition_gap(
     try:
         for r in range(repeats):
             draw = seed + r * 100003
-            loss, per_round = _losses(model, collator, list(conditions), codes, draw, batch_size)
+            loss, per_round = _losses(
+                model, collator, list(conditions), codes, draw, batch_size, kept_fraction
+            )
             true.append(loss)
             rounds.append(per_round)
             for name, altered_list in altered_conditions.items():
-                altered[name].append(_losses(model, collator, altered_list, codes, draw, batch_size)[0])
+                altered[name].append(
+                    _losses(model, collator, altered_list, codes, draw, batch_size, kept_fraction)[0]
+                )
     finally:
         model.train(was_training)
     gaps = {name: np.asarray(values) - np.asarray(true) for name, values in altered.items()}
@@ -148,6 +179,7 @@ def condition_gap(
         else None,
         "n": len(conditions),
         "repeats": repeats,
+        "kept_fraction": kept_fraction,
     }
     logger.info("condition gap: true %.4f, gaps %s", report["true"], report["gaps"])
     return report
@@ -209,14 +241,14 @@ def _encode(tokenizer, images: list[np.ndarray], batch_size: int) -> list[torch.
 
 
 def _section(
-    model, scenes: list[Scene], condition, swap, seed: int, batch_size: int, repeats: int
+    model, scenes: list[Scene], condition, swap, seed: int, batch_size: int, repeats: int, kept_fraction
 ) -> dict[str, Any]:
     """condition_gap for ``scenes``, plus the share of slots each swap changes in the true codes."""
     tokenizer = model.visual_tokenizer
     codes = _encode(tokenizer, [np.asarray(render_scene(sc).convert("RGB")) for sc in scenes], batch_size)
     variants = {a: (lambda c, a=a: swap(c, a)) for a in SHAPES_SWAPS}
     report = condition_gap(
-        model, codes, [condition(sc) for sc in scenes], variants, seed, batch_size, repeats
+        model, codes, [condition(sc) for sc in scenes], variants, seed, batch_size, repeats, kept_fraction
     )
     report["slots_changed"] = {}
     for a in SHAPES_SWAPS:
@@ -238,6 +270,7 @@ def shapes_condition_gap(
     size: int = 64,
     batch_size: int = 32,
     repeats: int = 4,
+    kept_fraction: float | None = None,
 ) -> dict[str, Any]:
     """:func:`condition_gap` on the shapes world's test split, for colour and shape swaps.
 
@@ -247,6 +280,8 @@ def shapes_condition_gap(
     Codes come from ``model.visual_tokenizer``. Each section also reports ``slots_changed``: the
     share of the true codes' slots that differ from the codes of the swapped render
     (:func:`swap_scene`, same places and sizes), i.e. how much of the target each attribute decides.
+    ``kept_fraction``: one fixed noise level instead of the training distribution (see
+    :func:`condition_gap`).
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}.")
@@ -256,7 +291,9 @@ def shapes_condition_gap(
 
     report: dict[str, Any] = {"t2i": None, "c2i": None}
     scenes = [scene(i) for i in range(num_images)]
-    report["t2i"] = _section(model, scenes, lambda sc: sc.caption, swap_caption, seed, batch_size, repeats)
+    report["t2i"] = _section(
+        model, scenes, lambda sc: sc.caption, swap_caption, seed, batch_size, repeats, kept_fraction
+    )
     if model.vocab.num_class_tokens < len(COLORS) * len(SHAPES):
         logger.info("c2i condition gap skipped: the model has %d class tokens", model.vocab.num_class_tokens)
         return report
@@ -265,5 +302,7 @@ def shapes_condition_gap(
         if (candidate := scene(i)).label >= 0:
             singles.append(candidate)
         i += 1
-    report["c2i"] = _section(model, singles, lambda sc: sc.label, swap_class, seed, batch_size, repeats)
+    report["c2i"] = _section(
+        model, singles, lambda sc: sc.label, swap_class, seed, batch_size, repeats, kept_fraction
+    )
     return report

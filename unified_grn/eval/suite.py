@@ -55,6 +55,8 @@ class SuiteConfig:
         condition_gap_images: test scenes for the teacher-forced condition gap (how much the loss
             rises when the prompt's / class's shape or colour is swapped,
             ``eval.conditioning.shapes_condition_gap``; 0 skips it).
+        condition_gap_kept_fraction: measure the gap at this one noise level (kept fraction
+            ``p_t``; 0.0 = the condition alone) instead of over the training distribution.
     """
 
     num_t2i: int = 100
@@ -73,6 +75,7 @@ class SuiteConfig:
     ceiling_videos: int = 0
     ceiling_exact_rounds: int | None = None
     condition_gap_images: int = 0
+    condition_gap_kept_fraction: float | None = None
 
 
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
@@ -217,4 +220,7 @@ def _ceiling(model, cfg: SuiteConfig) -> dict[str, Any] | None:
 def _condition_gap(model, cfg: SuiteConfig) -> dict[str, Any] | None:
     if cfg.condition_gap_images <= 0:
         return None
-    return shapes_condition_gap(model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size)
+    return shapes_condition_gap(
+        model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size,
+        kept_fraction=cfg.condition_gap_kept_fraction,
+    )  # fmt: skip
