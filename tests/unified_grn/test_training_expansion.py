@@ -139,3 +139,19 @@ def test_cli_expands_a_saved_model_that_reloads_with_the_same_outputs(tmp_path, 
         main(["expand-depth", str(tmp_path / "nope"), "--out", str(tmp_path / "x"), "--new-layers", "1"]) == 2
     )
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_qwen2_backbone_keeps_its_layer_types_in_step(tmp_path):
+    model = build_tiny_grn(seed=6, text_config={"model_type": "qwen2"})
+    batch = _batch(model)
+    ref = _outputs(model, batch)
+    before = list(model.config.text_config.layer_types)
+    positions = expand_depth(model, 3)
+    types = model.config.text_config.layer_types
+    assert len(types) == model.config.text_config.num_hidden_layers == len(before) + 3
+    assert all(types[p] == types[p - 1] for p in positions)  # a copy takes its source's attention type
+    got = _outputs(model, batch)
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    model.save_pretrained(tmp_path / "q")
+    again = AutoModelForGRN.from_pretrained(tmp_path / "q").eval()
+    assert torch.equal(_outputs(again, batch)[0], ref[0])
