@@ -117,20 +117,19 @@ def expand_depth(
         new_blocks.setdefault(src, []).append(block)
     configs = _configs(model)
     old_types = getattr(configs[0], "layer_types", None)
-    stack, positions, layer_types = [], [], []
+    stack, sources, positions = [], [], []  # new stack, each block's original index, new blocks' places
     for i, block in enumerate(old):
-        stack.append(block)
-        layer_types.append(old_types[i] if old_types else None)
-        for extra in new_blocks.get(i, []):
-            positions.append(len(stack))
-            stack.append(extra)
-            layer_types.append(old_types[i] if old_types else None)
+        for module in (block, *new_blocks.get(i, [])):
+            if module is not block:
+                positions.append(len(stack))
+            stack.append(module)
+            sources.append(i)
     del layers[:]  # refill in place: the parent keeps the same ModuleList
     layers.extend(stack)
     _renumber(layers)
     for cfg in configs:
         cfg.num_hidden_layers = len(stack)
         if old_types:
-            cfg.layer_types = layer_types
+            cfg.layer_types = [old_types[i] for i in sources]  # a copy takes its source's type
     logger.info("block expansion: %d -> %d decoder layers (new at %s)", len(old), len(stack), positions)
     return positions
