@@ -131,11 +131,32 @@ def prepare_visual_inputs(
         generator,
         targets.device,
     )
-    mixed, keep = corrupt_labels(targets, pt[block_index], vocab.num_classes, generator)
+    inputs, realised = corrupt_target_blocks(
+        targets, pt[block_index], block_index, is_target, num_blocks, vocab.num_classes, generator
+    )
+    return VisualInputs(inputs, targets, visual_coords, block_index, is_target, realised)
+
+
+def corrupt_target_blocks(
+    targets: torch.Tensor,
+    pt: torch.Tensor,
+    block_index: torch.Tensor,
+    is_target: torch.Tensor,
+    num_blocks: int,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5 on the target blocks only: each slot of a target position keeps its label with
+    probability ``pt`` (``(N,)``, one kept fraction per position) or is drawn uniformly; context
+    blocks stay clean.
+
+    Returns:
+        ``(inputs, realised)``: ``(N, K)`` mixed labels and ``(G,)`` realised kept fraction per block.
+    """
+    mixed, keep = corrupt_labels(targets, pt, num_classes, generator)
     keep = keep | ~is_target[:, None]  # context blocks are clean
     inputs = torch.where(is_target[:, None], mixed, targets)
-    realised = realised_fraction(keep, block_index, num_blocks)
-    return VisualInputs(inputs, targets, visual_coords, block_index, is_target, realised)
+    return inputs, realised_fraction(keep, block_index, num_blocks)
 
 
 def block_mean_cross_entropy(

@@ -33,7 +33,7 @@ from einops import rearrange
 from unified_grn.collator import GRNCollator, GRNSample
 from unified_grn.data.shapes import COLORS, SHAPES, Scene, make_shapes_example, render_scene
 from unified_grn.eval.ceiling import to_pixels
-from unified_grn.objective import corrupt_labels, realised_fraction
+from unified_grn.objective import corrupt_target_blocks
 
 __all__ = [
     "SHAPES_SWAPS",
@@ -73,12 +73,12 @@ def _fixed_corruption(
     labels = vocab.labels_from_codes(batch.visual_codes)  # (N, K)
     block_index = batch.block_ids[batch.block_ids > 0] - 1  # (N,)
     is_target = batch.block_is_target[block_index]  # (N,)
+    num_blocks = batch.block_is_target.shape[0]
     pt = torch.full((labels.shape[0],), float(kept_fraction), device=labels.device)
-    mixed, keep = corrupt_labels(labels, pt, vocab.num_classes, generator)
-    mixed = torch.where(is_target[:, None], mixed, labels)  # context blocks stay clean
-    keep = keep | ~is_target[:, None]
+    mixed, realised = corrupt_target_blocks(
+        labels, pt, block_index, is_target, num_blocks, vocab.num_classes, generator
+    )
     inputs = vocab.bits_from_labels(mixed) if batch.visual_codes.dim() == 3 else mixed  # codes' layout
-    realised = realised_fraction(keep, block_index, batch.block_is_target.shape[0])
     return {"visual_inputs": inputs.to(batch.visual_codes.dtype), "kept_fraction": realised}
 
 
