@@ -21,6 +21,7 @@ from unified_grn.training import (
 )
 from unified_grn.training.batches import clean_first_frame_inputs
 from unified_grn.training.checkpoint import latest_checkpoint, save_checkpoint
+from unified_grn.training.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
@@ -260,3 +261,17 @@ def test_export_may_ship_a_decoder_only_fine_tune_of_the_run_tokenizer(tmp_path,
                 str(variant("other", "decoder", rounds=run_tokenizer.config.rounds - 1))]) == 2  # fmt: skip
     assert "config differs from the run's in ['rounds']" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_init_from_takes_objective_overrides_and_refuses_layout_changes(tmp_path):
+    first = _run(tmp_path / "a", "max_steps=1")
+    saved = tmp_path / "a" / "final"
+    law = "model.overrides={num_class_tokens: 18, pt_logit_mean: -0.8, pt_logit_std: 0.8}"
+    again = _run(tmp_path / "b", "max_steps=1", f"model.init_from={saved}", law)
+    assert (again.model.config.pt_logit_mean, again.model.config.pt_logit_std) == (-0.8, 0.8)
+    assert first.model.config.pt_logit_mean == -1.3  # the saved model itself is untouched
+    assert AutoModelForGRN.from_pretrained(tmp_path / "b" / "final").config.pt_logit_mean == -0.8
+    with pytest.raises(ConfigError, match="num_class_tokens=4 differs"):
+        _run(
+            tmp_path / "c", "max_steps=1", f"model.init_from={saved}", "model.overrides={num_class_tokens: 4}"
+        )

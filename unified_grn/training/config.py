@@ -56,7 +56,9 @@ class ModelConfig:
         backbone: a local folder with any causal LM (config, weights, tokenizer); replaces the
             preset's ``text_config`` (``GRNForConditionalGeneration.from_backbone``).
         init_from: a saved GRN folder (``save_pretrained``) to start from instead (fine-tuning,
-            or a second stage); ``preset``, ``backbone`` and ``overrides`` are then ignored.
+            or a second stage); ``preset`` and ``backbone`` are then ignored, and ``overrides`` may
+            change only the objective's fields (``engine.OBJECTIVE_FIELDS``: the ``p_t`` law,
+            ``condition_drop_prob``, ``text_loss_weight``); other keys must match the saved model.
         visual_tokenizer: a trained HBQ tokenizer folder (or a GRN folder holding one), used to
             encode pixels on the fly and saved with the model; None: an untrained tokenizer of the
             preset's layout (fine for token caches, which already hold codes, and for smoke tests).

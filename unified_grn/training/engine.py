@@ -42,7 +42,9 @@ __all__ = [
     "build_optimizer",
     "choose_precision",
     "deepspeed_initialize",
+    "OBJECTIVE_FIELDS",
     "grn_config_from",
+    "init_from_overrides",
     "init_weights",
     "param_groups",
     "resolve_deepspeed_config",
@@ -152,6 +154,36 @@ def grn_config_from(cfg: TrainConfig, attn: str) -> GRNConfig:
     return config
 
 
+#: ``GRNConfig`` fields read only by the training objective and the collator, not by any weight:
+#: ``model.overrides`` may change them on a saved model (``model.init_from``).
+OBJECTIVE_FIELDS = (
+    "condition_drop_prob",
+    "pt_distribution",
+    "pt_logit_mean",
+    "pt_logit_std",
+    "text_loss_weight",
+)
+
+
+def init_from_overrides(config: GRNConfig, overrides: dict[str, Any]) -> GRNConfig:
+    """Apply ``model.overrides`` to the config of an ``init_from`` model, in place.
+
+    Objective fields (:data:`OBJECTIVE_FIELDS`) are set; any other key must equal the saved
+    value (it would change the weights' layout), else ``ValueError`` names it.
+    """
+    for key, value in overrides.items():
+        if key in OBJECTIVE_FIELDS:
+            setattr(config, key, value)
+        elif getattr(config, key, None) != value:
+            raise ValueError(
+                f"model.overrides.{key}={value!r} differs from the init_from model's "
+                f"{getattr(config, key, '<unset>')!r}; with model.init_from only {list(OBJECTIVE_FIELDS)} "
+                "can change (build a new model with model.preset / model.backbone for the rest)"
+            )
+    config._check_choices()
+    return config
+
+
 def _gather(params: list[nn.Parameter], zero3: bool):
     if not zero3:
         return contextlib.nullcontext()
@@ -222,6 +254,7 @@ def build_model(
     seed = cfg.run.seed
     if m.init_from is not None:
         model = GRNForConditionalGeneration.from_pretrained(m.init_from, attn_implementation=attn)
+        init_from_overrides(model.config, m.overrides)
     elif m.backbone is not None:
         torch.manual_seed(seed)  # GRN's own modules are initialised in from_backbone
         grn_fields = {

@@ -24,7 +24,7 @@ from unified_grn.data.sources import Source
 from unified_grn.loading import checked_visual_tokenizer, load_visual_tokenizer
 from unified_grn.training.batches import build_sources, mixture_weights
 from unified_grn.training.config import ConfigError, TrainConfig
-from unified_grn.training.engine import grn_config_from, zero_stage
+from unified_grn.training.engine import grn_config_from, init_from_overrides, zero_stage
 
 __all__ = ["TrainPlan", "batch_split", "plan_run", "read_deepspeed_config"]
 
@@ -84,7 +84,10 @@ def _model_config(cfg: TrainConfig) -> GRNConfig:
         if path is not None and not (Path(path) / "config.json").is_file():
             raise ConfigError(f"model.{key}={path!r} is not a local model folder (no config.json)")
     if m.init_from is not None:
-        return GRNConfig.from_pretrained(m.init_from)
+        try:
+            return init_from_overrides(GRNConfig.from_pretrained(m.init_from), m.overrides)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if m.preset not in GRN_PRESETS:
         raise ConfigError(f"model.preset={m.preset!r} is unknown; presets: {sorted(GRN_PRESETS)}")
     try:
