@@ -172,13 +172,14 @@ def init_from_overrides(config: GRNConfig, overrides: dict[str, Any]) -> GRNConf
     value (it would change the weights' layout), else ``ValueError`` names it.
     """
     for key, value in overrides.items():
+        saved = getattr(config, key, "<unset>")
         if key in OBJECTIVE_FIELDS:
             setattr(config, key, value)
-        elif getattr(config, key, None) != value:
+        elif saved != value:
             raise ValueError(
-                f"model.overrides.{key}={value!r} differs from the init_from model's "
-                f"{getattr(config, key, '<unset>')!r}; with model.init_from only {list(OBJECTIVE_FIELDS)} "
-                "can change (build a new model with model.preset / model.backbone for the rest)"
+                f"model.overrides.{key}={value!r} differs from the init_from model's {saved!r}; with "
+                f"model.init_from only {list(OBJECTIVE_FIELDS)} can change (build a new model with "
+                "model.preset / model.backbone for the rest)"
             )
     config._check_choices()
     return config
