@@ -153,6 +153,9 @@ class GRNConfig(PreTrainedConfig):
         pt_logit_std (`float`, defaults to 1.3): std of the logit-normal (C2I presets: 0.8).
         pt_frequency_dim (`int`, defaults to 256): sinusoidal features of the ``p_t`` embedding.
         text_loss_weight (`float`, defaults to 1.0): weight of the next-token loss in ``loss``.
+        visual_focal_gamma (`float`, defaults to 0.0): focal exponent on the slot cross-entropy in
+            ``loss`` (``(1 - p_true) ** gamma`` per slot, Lin et al. 2017; not in the paper): 0 is
+            Eq. 7; ``visual_loss`` in the output always reports Eq. 7 itself.
         visual_init_std (`float | None`, defaults to `None`): init std of the HBQ input rows;
             ``None`` uses the backbone's ``initializer_range``; ``from_backbone`` stores the RMS of
             the pretrained text embedding here so visual and text inputs start at the same scale.
@@ -179,6 +182,7 @@ class GRNConfig(PreTrainedConfig):
     pt_logit_std: float = 1.3
     pt_frequency_dim: int = 256
     text_loss_weight: float = 1.0
+    visual_focal_gamma: float = 0.0
     visual_init_std: float | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -201,6 +205,8 @@ class GRNConfig(PreTrainedConfig):
             raise ValueError(
                 f"pt_distribution must be one of {PT_DISTRIBUTIONS}, got {self.pt_distribution!r}."
             )
+        if not self.visual_focal_gamma >= 0.0:
+            raise ValueError(f"visual_focal_gamma must be >= 0 (0: Eq. 7), got {self.visual_focal_gamma}.")
         if not 0.0 <= self.condition_drop_prob <= 1.0:
             raise ValueError(f"condition_drop_prob must be in [0, 1], got {self.condition_drop_prob}.")
         if len(self.max_latent_grid) != 3 or min(self.max_latent_grid) < 1:

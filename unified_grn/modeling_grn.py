@@ -259,15 +259,24 @@ class GRNForConditionalGeneration(GRNGenerationMixin, GRNPrefixCacheMixin, GRNPr
 
     # ------------------------------------------------------------------ losses
     def _visual_loss(self, hidden: torch.Tensor, block_ids: torch.Tensor, visual: VisualInputs | None):
-        """Eq. 7 per target block (mean over its positions and slots), then mean over blocks."""
+        """Eq. 7 per target block (mean over its positions and slots), then mean over blocks.
+
+        Returns ``(eq7_loss, logits, targets, training_term)``: the term added to ``loss`` is the
+        focal-weighted Eq. 7 when ``config.visual_focal_gamma > 0`` (else Eq. 7 itself), or a
+        zero-weight touch of the head when no block is a target.
+        """
         if visual is None or not bool(visual.is_target.any()):
             return None, None, None, 0.0 * self.hbq_head(hidden[:, :1]).sum()
         states = hidden[block_ids > 0][visual.is_target]  # (N_t, D)
         logits = self.hbq_head(states)  # (N_t, K, classes)
         targets = visual.targets[visual.is_target]  # (N_t, K)
         blocks = visual.block_index[visual.is_target]
-        loss = objective.block_mean_cross_entropy(logits, targets, blocks, visual.kept_fraction.shape[0])
-        return loss, logits, targets, None
+        num_blocks = visual.kept_fraction.shape[0]
+        loss = objective.block_mean_cross_entropy(logits, targets, blocks, num_blocks)
+        term, gamma = loss, self.config.visual_focal_gamma
+        if gamma > 0:
+            term = objective.block_mean_cross_entropy(logits, targets, blocks, num_blocks, gamma)
+        return loss, logits, targets, term
 
     def _text_loss(self, hidden: torch.Tensor, text_targets: torch.Tensor | None):
         selected = text_targets != IGNORE_INDEX if text_targets is not None else None
@@ -322,11 +331,10 @@ class GRNForConditionalGeneration(GRNGenerationMixin, GRNPrefixCacheMixin, GRNPr
         hidden = self._full_sequence_hidden(
             input_ids, attention_mask, position_ids, block_ids, visual, **kwargs
         )
-        visual_loss, visual_logits, visual_targets, touch_v = self._visual_loss(hidden, block_ids, visual)
+        visual_loss, visual_logits, visual_targets, visual_term = self._visual_loss(hidden, block_ids, visual)
         text_loss, text_logits, touch_t = self._text_loss(hidden, text_targets)
-        loss = sum(t for t in (touch_v, touch_t) if t is not None)  # zero-weight module touches
-        if visual_loss is not None:
-            loss = loss + visual_loss
+        # a missing term is a zero-weight touch of its head (every parameter joins the graph, for ZeRO)
+        loss = visual_term if touch_t is None else visual_term + touch_t
         if text_loss is not None:
             loss = loss + self.config.text_loss_weight * text_loss
         return GRNOutput(

@@ -160,14 +160,25 @@ def corrupt_target_blocks(
 
 
 def block_mean_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, block_index: torch.Tensor, num_blocks: int
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    block_index: torch.Tensor,
+    num_blocks: int,
+    focal_gamma: float = 0.0,
 ) -> torch.Tensor:
     """Eq. 7: slot cross-entropy, mean per block (over its positions and slots), then over blocks.
+
+    ``focal_gamma > 0`` weights each slot's cross-entropy by ``(1 - p_true) ** focal_gamma`` first
+    (the focal loss of Lin et al. 2017, not part of GRN): confidently right slots (the flat
+    background, bits that were kept) count less, the uncertain ones (an object's bits) more.
+    ``focal_gamma = 0`` is Eq. 7 exactly.
 
     Args:
         logits: ``(N, K, classes)``; targets: ``(N, K)``; block_index: ``(N,)`` block of each position.
     """
     ce = F.cross_entropy(rearrange(logits.float(), "n k v -> (n k) v"), targets.reshape(-1), reduction="none")
+    if focal_gamma > 0:
+        ce = (1.0 - torch.exp(-ce)).clamp(min=0.0) ** focal_gamma * ce  # exp(-ce) = p_true
     per_position = rearrange(ce, "(n k) -> n k", k=targets.shape[1]).mean(-1)  # (N,)
     total = per_position.new_zeros(num_blocks).index_add(0, block_index, per_position)
     count = per_position.new_zeros(num_blocks).index_add(0, block_index, torch.ones_like(per_position))

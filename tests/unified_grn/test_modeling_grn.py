@@ -14,6 +14,7 @@ from unified_grn import (
     VisualSegment,
 )
 from unified_grn.attention_masks import build_visibility, prefix_visual_mask, to_additive_mask
+from unified_grn.objective import block_mean_cross_entropy
 from unified_grn.utils.import_utils import is_flex_attention_available
 
 C, M = 16, 4  # hbq-tiny
@@ -87,6 +88,21 @@ def test_overfits_a_fixed_tiny_batch(variant):
         out.loss.backward()
         opt.step()
     assert losses[-1] <= 0.1 * losses[0], losses[::10]
+
+
+def test_focal_gamma_changes_the_training_term_only():
+    """visual_loss stays Eq. 7 (comparable across runs); loss trains on the focal-weighted term."""
+    model = tiny()
+    batch = collate(model, mixed_samples(model))
+    plain = model(**batch.as_dict(), generator=torch.Generator().manual_seed(0))
+    model.config.visual_focal_gamma = 2.0
+    focal = model(**batch.as_dict(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(focal.visual_loss, plain.visual_loss) and torch.equal(focal.text_loss, plain.text_loss)
+    blocks = torch.tensor([0] * 4 + [1] * 8 + [2] * 4)  # T2I 1x2x2, T2V 2x2x2, C2I 1x2x2 positions
+    expected = block_mean_cross_entropy(focal.visual_logits, focal.visual_targets, blocks, 3, focal_gamma=2.0)
+    assert torch.allclose(focal.loss - focal.text_loss, expected) and expected < 0.8 * focal.visual_loss
+    with pytest.raises(ValueError, match="visual_focal_gamma must be >= 0"):
+        GRNConfig.from_preset("GRN-tiny", visual_focal_gamma=-1.0)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from unified_grn.objective import corrupt_target_blocks
+from unified_grn.objective import block_mean_cross_entropy, corrupt_target_blocks
 
 
 def _layout(num_positions=(40, 30, 50), targets=(True, False, True), slots=12, seed=0):
@@ -38,3 +38,39 @@ def test_extremes_and_determinism():
     b = corrupt_target_blocks(labels, zeros, block_index, is_target, g, 2, torch.Generator().manual_seed(4))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], torch.zeros(g))
     assert not torch.equal(a[0], labels)  # nothing kept: the inputs are noise
+
+
+def _slot_ce(logits, targets):
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.reshape(-1), reduction="none")
+
+
+def test_focal_gamma_zero_is_eq7_and_weights_each_slot_by_one_minus_p_true():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(30, 8, 2, generator=g) * 3
+    targets = torch.randint(0, 2, (30, 8), generator=g)
+    blocks = torch.cat([torch.zeros(10, dtype=torch.long), torch.full((20,), 2)])  # block 1 is empty
+    eq7 = block_mean_cross_entropy(logits, targets, blocks, 3)
+    ce = _slot_ce(logits, targets).view(30, 8)
+    assert torch.allclose(eq7, (ce[:10].mean() + ce[10:].mean()) / 2)  # mean per block, then over blocks
+    assert torch.equal(block_mean_cross_entropy(logits, targets, blocks, 3, focal_gamma=0.0), eq7)
+
+    p_true = logits.softmax(-1).gather(-1, targets[..., None])[..., 0]
+    for gamma in (0.5, 2.0):
+        w = (1 - p_true) ** gamma * ce
+        expected = (w[:10].mean() + w[10:].mean()) / 2
+        focal = block_mean_cross_entropy(logits, targets, blocks, 3, focal_gamma=gamma)
+        assert torch.allclose(focal, expected, atol=1e-6) and focal < eq7
+    # a confidently right slot is nearly ignored, a confidently wrong one keeps almost its full loss
+    sure = torch.tensor([[[8.0, -8.0]], [[8.0, -8.0]]])
+    right_wrong = torch.tensor([[0], [1]])
+    per = [
+        block_mean_cross_entropy(
+            sure[i : i + 1], right_wrong[i : i + 1], torch.zeros(1, dtype=torch.long), 1, 2.0
+        )
+        for i in range(2)
+    ]
+    plain = [
+        block_mean_cross_entropy(sure[i : i + 1], right_wrong[i : i + 1], torch.zeros(1, dtype=torch.long), 1)
+        for i in range(2)
+    ]
+    assert per[0] < 1e-6 * plain[0] and torch.allclose(per[1], plain[1], rtol=1e-6)

@@ -180,8 +180,15 @@ def test_local_backbone_and_init_from(tmp_path):
     )
     lm.save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
-    tr = _run(tmp_path / "a", "max_steps=2", f"model.backbone={tmp_path / 'lm'}", "model.backbone_lr=1e-5")
+    backbone = f"model.backbone={tmp_path / 'lm'}"
+    with pytest.raises(
+        ConfigError, match=r"model.overrides \['num_rounds'\] cannot apply with model.backbone"
+    ):
+        _run(tmp_path / "x", "max_steps=1", backbone, "model.overrides={num_rounds: 2}")
+    objective = "model.overrides={num_class_tokens: 18, visual_focal_gamma: 1.5, pt_logit_mean: -0.8}"
+    tr = _run(tmp_path / "a", "max_steps=2", backbone, "model.backbone_lr=1e-5", objective)
     assert tr.model.config.text_config.hidden_size == 32
+    assert (tr.model.config.visual_focal_gamma, tr.model.config.pt_logit_mean) == (1.5, -0.8)  # not dropped
     layer = "backbone.model.layers.0.mlp.up_proj.weight"
     assert not torch.equal(tr.model.state_dict()[layer], lm.state_dict()["model.layers.0.mlp.up_proj.weight"])
     again = _run(
@@ -266,9 +273,10 @@ def test_export_may_ship_a_decoder_only_fine_tune_of_the_run_tokenizer(tmp_path,
 def test_init_from_takes_objective_overrides_and_refuses_layout_changes(tmp_path):
     first = _run(tmp_path / "a", "max_steps=1")
     saved = tmp_path / "a" / "final"
-    law = "model.overrides={num_class_tokens: 18, pt_logit_mean: -0.8, pt_logit_std: 0.8}"
+    law = "model.overrides={num_class_tokens: 18, pt_logit_mean: -0.8, pt_logit_std: 0.8, visual_focal_gamma: 1.0}"
     again = _run(tmp_path / "b", "max_steps=1", f"model.init_from={saved}", law)
     assert (again.model.config.pt_logit_mean, again.model.config.pt_logit_std) == (-0.8, 0.8)
+    assert again.model.config.visual_focal_gamma == 1.0
     assert first.model.config.pt_logit_mean == -1.3  # the saved model itself is untouched
     assert AutoModelForGRN.from_pretrained(tmp_path / "b" / "final").config.pt_logit_mean == -0.8
     with pytest.raises(ConfigError, match="num_class_tokens=4 differs"):

@@ -42,8 +42,10 @@ __all__ = [
     "build_optimizer",
     "choose_precision",
     "deepspeed_initialize",
+    "BACKBONE_FIELDS",
     "OBJECTIVE_FIELDS",
     "grn_config_from",
+    "backbone_overrides_check",
     "init_from_overrides",
     "init_weights",
     "param_groups",
@@ -162,6 +164,7 @@ OBJECTIVE_FIELDS = (
     "pt_logit_mean",
     "pt_logit_std",
     "text_loss_weight",
+    "visual_focal_gamma",
 )
 
 
@@ -257,9 +260,10 @@ def build_model(
         model = GRNForConditionalGeneration.from_pretrained(m.init_from, attn_implementation=attn)
         init_from_overrides(model.config, m.overrides)
     elif m.backbone is not None:
+        backbone_overrides_check(m.overrides)
         torch.manual_seed(seed)  # GRN's own modules are initialised in from_backbone
         grn_fields = {
-            k: v for k, v in grn_config_from(cfg, attn).to_diff_dict().items() if k in _BACKBONE_FIELDS
+            k: v for k, v in grn_config_from(cfg, attn).to_diff_dict().items() if k in BACKBONE_FIELDS
         }
         model = GRNForConditionalGeneration.from_backbone(
             m.backbone,
@@ -282,19 +286,27 @@ def build_model(
     return model
 
 
-# GRN fields a preset passes on to from_backbone (the text_config comes from the backbone folder).
-_BACKBONE_FIELDS = (
+#: GRN fields a preset (and ``model.overrides``) passes on to ``from_backbone``; the rest (the
+#: text config, ``base_vocab_size``) comes from the backbone folder, ``C`` and ``M`` from the
+#: visual tokenizer. ``visual_init_std`` unset: the backbone's embedding RMS.
+BACKBONE_FIELDS = OBJECTIVE_FIELDS + (
     "variant",
     "num_class_tokens",
     "max_latent_grid",
-    "condition_drop_prob",
-    "pt_distribution",
-    "pt_logit_mean",
-    "pt_logit_std",
     "pt_frequency_dim",
-    "text_loss_weight",
     "vocab_pad_multiple",
+    "visual_init_std",
 )
+
+
+def backbone_overrides_check(overrides: dict[str, Any]) -> None:
+    """Refuse ``model.overrides`` keys that a ``model.backbone`` build would not use."""
+    unused = sorted(set(overrides) - set(BACKBONE_FIELDS))
+    if unused:
+        raise ValueError(
+            f"model.overrides {unused} cannot apply with model.backbone (the backbone folder and "
+            f"the visual tokenizer decide them); overridable there: {list(BACKBONE_FIELDS)}"
+        )
 
 
 # ----------------------------------------------------------------------------- optimizer

@@ -24,7 +24,12 @@ from unified_grn.data.sources import Source
 from unified_grn.loading import checked_visual_tokenizer, load_visual_tokenizer
 from unified_grn.training.batches import build_sources, mixture_weights
 from unified_grn.training.config import ConfigError, TrainConfig
-from unified_grn.training.engine import grn_config_from, init_from_overrides, zero_stage
+from unified_grn.training.engine import (
+    backbone_overrides_check,
+    grn_config_from,
+    init_from_overrides,
+    zero_stage,
+)
 
 __all__ = ["TrainPlan", "batch_split", "plan_run", "read_deepspeed_config"]
 
@@ -91,6 +96,8 @@ def _model_config(cfg: TrainConfig) -> GRNConfig:
     if m.preset not in GRN_PRESETS:
         raise ConfigError(f"model.preset={m.preset!r} is unknown; presets: {sorted(GRN_PRESETS)}")
     try:
+        if m.backbone is not None:
+            backbone_overrides_check(m.overrides)
         return grn_config_from(cfg, "sdpa")
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.overrides: {err}") from None
