@@ -178,7 +178,9 @@ def block_mean_cross_entropy(
     """
     ce = F.cross_entropy(rearrange(logits.float(), "n k v -> (n k) v"), targets.reshape(-1), reduction="none")
     if focal_gamma > 0:
-        ce = (1.0 - torch.exp(-ce)).clamp(min=0.0) ** focal_gamma * ce  # exp(-ce) = p_true
+        # 1 - p_true = -expm1(-ce); the clamp keeps d/dx x**gamma finite (gamma < 1) where ce is 0
+        miss = (-torch.expm1(-ce)).clamp(min=torch.finfo(ce.dtype).tiny)
+        ce = miss**focal_gamma * ce
     per_position = rearrange(ce, "(n k) -> n k", k=targets.shape[1]).mean(-1)  # (N,)
     total = per_position.new_zeros(num_blocks).index_add(0, block_index, per_position)
     count = per_position.new_zeros(num_blocks).index_add(0, block_index, torch.ones_like(per_position))

@@ -74,3 +74,13 @@ def test_focal_gamma_zero_is_eq7_and_weights_each_slot_by_one_minus_p_true():
         for i in range(2)
     ]
     assert per[0] < 1e-6 * plain[0] and torch.allclose(per[1], plain[1], rtol=1e-6)
+
+
+def test_focal_gradients_stay_finite_on_certain_slots():
+    """A slot with p_true == 1 in float32 (ce exactly 0) must not turn gamma < 1 into NaN gradients."""
+    logits = torch.tensor([[[60.0, -60.0], [0.3, -0.2]]], requires_grad=True)
+    targets = torch.tensor([[0, 1]])
+    for gamma in (0.25, 0.5, 1.0, 2.0):
+        logits.grad = None
+        block_mean_cross_entropy(logits, targets, torch.zeros(1, dtype=torch.long), 1, gamma).backward()
+        assert torch.isfinite(logits.grad).all() and logits.grad[0, 1].abs().sum() > 0
