@@ -272,10 +272,12 @@ class GRNForConditionalGeneration(GRNGenerationMixin, GRNPrefixCacheMixin, GRNPr
         targets = visual.targets[visual.is_target]  # (N_t, K)
         blocks = visual.block_index[visual.is_target]
         num_blocks = visual.kept_fraction.shape[0]
-        loss = objective.block_mean_cross_entropy(logits, targets, blocks, num_blocks)
-        term, gamma = loss, self.config.visual_focal_gamma
-        if gamma > 0:
-            term = objective.block_mean_cross_entropy(logits, targets, blocks, num_blocks, gamma)
+        ce = objective.slot_cross_entropy(logits, targets)  # (N_t, K), once for both terms
+        loss = objective.block_mean(ce, blocks, num_blocks)
+        gamma = self.config.visual_focal_gamma
+        term = (
+            objective.block_mean(objective.focal_weighted(ce, gamma), blocks, num_blocks) if gamma else loss
+        )
         return loss, logits, targets, term
 
     def _text_loss(self, hidden: torch.Tensor, text_targets: torch.Tensor | None):

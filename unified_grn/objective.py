@@ -20,13 +20,16 @@ from unified_grn.modeling_outputs import VisualInputs
 from unified_grn.vocab import GRNVocab
 
 __all__ = [
+    "block_mean",
     "block_mean_cross_entropy",
     "corrupt_labels",
+    "focal_weighted",
     "prepare_visual_inputs",
     "rand",
     "randint",
     "realised_fraction",
     "sample_kept_fraction",
+    "slot_cross_entropy",
 ]
 
 
@@ -159,6 +162,34 @@ def corrupt_target_blocks(
     return inputs, realised_fraction(keep, block_index, num_blocks)
 
 
+def slot_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(N, K, classes)`` logits, ``(N, K)`` targets -> ``(N, K)`` cross-entropy per slot (float32)."""
+    ce = F.cross_entropy(rearrange(logits.float(), "n k v -> (n k) v"), targets.reshape(-1), reduction="none")
+    return rearrange(ce, "(n k) -> n k", k=targets.shape[1])
+
+
+def focal_weighted(ce: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``(1 - p_true) ** gamma * ce`` per slot (the focal loss of Lin et al. 2017; not part of GRN).
+
+    Confidently right slots (the flat background, bits that were kept) count less, the uncertain
+    ones (an object's bits) more; ``gamma = 0`` returns ``ce`` itself.
+    """
+    if gamma == 0:
+        return ce
+    # 1 - p_true = -expm1(-ce); the clamp keeps d/dx x**gamma finite (gamma < 1) where ce is 0
+    miss = (-torch.expm1(-ce)).clamp(min=torch.finfo(ce.dtype).tiny)
+    return miss**gamma * ce
+
+
+def block_mean(per_slot: torch.Tensor, block_index: torch.Tensor, num_blocks: int) -> torch.Tensor:
+    """Eq. 7's reduction: ``(N, K)`` slot losses -> mean per block (its positions and slots), then over blocks."""
+    per_position = per_slot.mean(-1)  # (N,)
+    total = per_position.new_zeros(num_blocks).index_add(0, block_index, per_position)
+    count = per_position.new_zeros(num_blocks).index_add(0, block_index, torch.ones_like(per_position))
+    present = count > 0
+    return (total[present] / count[present]).mean()
+
+
 def block_mean_cross_entropy(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -168,21 +199,10 @@ def block_mean_cross_entropy(
 ) -> torch.Tensor:
     """Eq. 7: slot cross-entropy, mean per block (over its positions and slots), then over blocks.
 
-    ``focal_gamma > 0`` weights each slot's cross-entropy by ``(1 - p_true) ** focal_gamma`` first
-    (the focal loss of Lin et al. 2017, not part of GRN): confidently right slots (the flat
-    background, bits that were kept) count less, the uncertain ones (an object's bits) more.
-    ``focal_gamma = 0`` is Eq. 7 exactly.
+    ``focal_gamma > 0`` weights each slot first (:func:`focal_weighted`); 0 is Eq. 7 exactly.
 
     Args:
         logits: ``(N, K, classes)``; targets: ``(N, K)``; block_index: ``(N,)`` block of each position.
     """
-    ce = F.cross_entropy(rearrange(logits.float(), "n k v -> (n k) v"), targets.reshape(-1), reduction="none")
-    if focal_gamma > 0:
-        # 1 - p_true = -expm1(-ce); the clamp keeps d/dx x**gamma finite (gamma < 1) where ce is 0
-        miss = (-torch.expm1(-ce)).clamp(min=torch.finfo(ce.dtype).tiny)
-        ce = miss**focal_gamma * ce
-    per_position = rearrange(ce, "(n k) -> n k", k=targets.shape[1]).mean(-1)  # (N,)
-    total = per_position.new_zeros(num_blocks).index_add(0, block_index, per_position)
-    count = per_position.new_zeros(num_blocks).index_add(0, block_index, torch.ones_like(per_position))
-    present = count > 0
-    return (total[present] / count[present]).mean()
+    ce = focal_weighted(slot_cross_entropy(logits, targets), focal_gamma)
+    return block_mean(ce, block_index, num_blocks)

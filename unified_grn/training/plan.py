@@ -98,6 +98,9 @@ def _model_config(cfg: TrainConfig) -> GRNConfig:
     try:
         if m.backbone is not None:
             backbone_overrides_check(m.overrides)
+    except ValueError as err:  # its message names model.overrides already
+        raise ConfigError(str(err)) from None
+    try:
         return grn_config_from(cfg, "sdpa")
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.overrides: {err}") from None
