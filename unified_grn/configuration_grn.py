@@ -115,6 +115,7 @@ GRN_PRESETS: dict[str, dict[str, Any]] = {
 
 VARIANTS = ("bit", "ind")
 PT_DISTRIBUTIONS = ("logit_normal", "uniform")
+PT_TASKS = ("t2i", "t2v", "c2i", "chat")  # tasks with target blocks (pt_logit_by_task keys)
 
 
 class GRNConfig(PreTrainedConfig):
@@ -151,6 +152,11 @@ class GRNConfig(PreTrainedConfig):
         pt_logit_mean (`float`, defaults to -1.3): mean of the logit-normal (official T2I/T2V
             script -1.3; the C2I presets use the official C2I -0.8).
         pt_logit_std (`float`, defaults to 1.3): std of the logit-normal (C2I presets: 0.8).
+        pt_logit_by_task (`dict[str, list[float]] | None`, defaults to `None`): per-task
+            ``[mean, std]`` of the logit-normal, e.g. ``{"c2i": [-0.8, 0.8]}``: a target block of a
+            listed task (``"t2i"``, ``"t2v"``, ``"c2i"``, ``"chat"``) draws its ``p_t`` from its
+            own law, the others from ``pt_logit_mean`` / ``pt_logit_std`` (the official code's
+            separate T2I/T2V and C2I scripts, in one unified run). Read by the training loop.
         pt_frequency_dim (`int`, defaults to 256): sinusoidal features of the ``p_t`` embedding.
         text_loss_weight (`float`, defaults to 1.0): weight of the next-token loss in ``loss``.
         visual_focal_gamma (`float`, defaults to 0.0): focal exponent on the slot cross-entropy in
@@ -180,6 +186,7 @@ class GRNConfig(PreTrainedConfig):
     pt_distribution: str = "logit_normal"
     pt_logit_mean: float = -1.3
     pt_logit_std: float = 1.3
+    pt_logit_by_task: dict[str, list[float]] | None = None
     pt_frequency_dim: int = 256
     text_loss_weight: float = 1.0
     visual_focal_gamma: float = 0.0
@@ -205,6 +212,7 @@ class GRNConfig(PreTrainedConfig):
             raise ValueError(
                 f"pt_distribution must be one of {PT_DISTRIBUTIONS}, got {self.pt_distribution!r}."
             )
+        self._check_pt_logit_by_task()
         if not self.visual_focal_gamma >= 0.0:
             raise ValueError(f"visual_focal_gamma must be >= 0 (0: Eq. 7), got {self.visual_focal_gamma}.")
         if not 0.0 <= self.condition_drop_prob <= 1.0:
@@ -215,6 +223,28 @@ class GRNConfig(PreTrainedConfig):
             )
         if self.num_class_tokens < 0 or self.base_vocab_size < 1:
             raise ValueError("num_class_tokens must be >= 0 and base_vocab_size >= 1.")
+
+    def _check_pt_logit_by_task(self) -> None:
+        laws = self.pt_logit_by_task
+        if laws is None:
+            return
+        if not isinstance(laws, dict):
+            raise ValueError(f"pt_logit_by_task must be a dict task -> [mean, std], got {laws!r}.")
+        for task, law in laws.items():
+            if task not in PT_TASKS:
+                raise ValueError(f"pt_logit_by_task: unknown task {task!r}; use one of {PT_TASKS}.")
+            if not (isinstance(law, (list, tuple)) and len(law) == 2 and float(law[1]) > 0):
+                raise ValueError(
+                    f"pt_logit_by_task[{task!r}] must be [mean, std] with std > 0, got {law!r}."
+                )
+        if self.pt_distribution != "logit_normal":
+            raise ValueError("pt_logit_by_task needs pt_distribution='logit_normal'.")
+        self.pt_logit_by_task = {task: [float(m), float(s)] for task, (m, s) in laws.items()}
+
+    def pt_logit_law(self, task: str) -> tuple[float, float]:
+        """``(mean, std)`` of the ``p_t`` logit-normal for a target block of ``task``."""
+        law = (self.pt_logit_by_task or {}).get(task)
+        return (law[0], law[1]) if law is not None else (self.pt_logit_mean, self.pt_logit_std)
 
     def _resolve_channels_and_rounds(self) -> None:
         vt = self.visual_tokenizer_config

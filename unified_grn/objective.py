@@ -49,18 +49,26 @@ def randint(
 def sample_kept_fraction(
     num: int,
     distribution: str,
-    logit_mean: float,
-    logit_std: float,
+    logit_mean: float | torch.Tensor,
+    logit_std: float | torch.Tensor,
     generator: torch.Generator | None,
     device: torch.device,
 ) -> torch.Tensor:
-    """``(num,)`` kept fractions ``p_t`` in (0, 1): logit-normal or uniform."""
+    """``(num,)`` kept fractions ``p_t`` in (0, 1): logit-normal or uniform.
+
+    ``logit_mean`` / ``logit_std`` are one law for all, or ``(num,)`` tensors with one law per
+    draw (``GRNConfig.pt_logit_by_task``); the generator is advanced identically either way.
+    """
     if distribution == "uniform":
         return rand((num,), generator, device)
     if distribution != "logit_normal":
         raise ValueError(f"unknown p_t distribution {distribution!r}; use 'logit_normal' or 'uniform'.")
     gen_device = generator.device if generator is not None else device
     normal = torch.randn((num,), generator=generator, device=gen_device).to(device)
+    if isinstance(logit_std, torch.Tensor):
+        logit_std = logit_std.to(device)
+    if isinstance(logit_mean, torch.Tensor):
+        logit_mean = logit_mean.to(device)
     return torch.sigmoid(normal * logit_std + logit_mean)
 
 

@@ -19,7 +19,8 @@ from unified_grn.training import (
     plan_run,
     run_training,
 )
-from unified_grn.training.batches import clean_first_frame_inputs
+from unified_grn.objective import prepare_visual_inputs
+from unified_grn.training.batches import block_pt_laws, block_rows, corrupt_for_training
 from unified_grn.training.checkpoint import latest_checkpoint, save_checkpoint
 from unified_grn.training.config import ConfigError
 
@@ -102,7 +103,7 @@ def test_image_to_video_keeps_latent_frame_zero_clean():
     samples = [GRNSample.text_to_video("a circle moving right", video), GRNSample.text_to_video("x", video)]
     batch = GRNCollator(grn.text_tokenizer, grn.vocab, condition_drop_prob=0.0)(samples)
     clean_first = torch.tensor([True, False])
-    inputs, kept = clean_first_frame_inputs(grn.config, grn.vocab, batch, clean_first, gen)
+    inputs, kept = corrupt_for_training(grn.config, grn.vocab, batch, clean_first, gen)
     frame0 = batch.visual_coords[:, 0] == 0
     block = batch.block_ids[batch.block_ids > 0] - 1
     assert torch.equal(inputs[frame0 & (block == 0)], batch.visual_codes[frame0 & (block == 0)])
@@ -111,6 +112,74 @@ def test_image_to_video_keeps_latent_frame_zero_clean():
     with torch.no_grad():
         out = grn(**batch.as_dict(), visual_inputs=inputs, kept_fraction=kept)
     assert math.isfinite(float(out.loss))
+
+
+def _mixed_batch(grn):
+    image = torch.randint(0, 16, (1, 4, 4, 16))
+    samples = [
+        GRNSample.text_to_image("a red circle", image),
+        GRNSample.text_to_image("two squares", image),
+        GRNSample.text_to_video("a circle moving right", torch.randint(0, 16, (3, 4, 4, 16))),
+    ]
+    return GRNCollator(grn.text_tokenizer, grn.vocab, condition_drop_prob=0.0)(samples)
+
+
+def test_loop_corruption_equals_the_models_own():
+    grn = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
+    batch = _mixed_batch(grn)
+    no_i2v = torch.zeros_like(batch.block_is_target)
+    inputs, kept = corrupt_for_training(grn.config, grn.vocab, batch, no_i2v, torch.Generator().manual_seed(3))
+    fields = {k: getattr(batch, k) for k in ("block_ids", "visual_codes", "visual_coords", "block_is_target")}
+    own = prepare_visual_inputs(grn.config, grn.vocab, **fields, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(grn.vocab.labels_from_codes(inputs), own.inputs)
+    assert torch.equal(kept, own.kept_fraction)
+
+
+def test_block_rows_follow_the_block_ids():
+    grn = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
+    batch = _mixed_batch(grn)
+    rows = block_rows(batch)
+    for g, row in enumerate(rows.tolist()):
+        assert bool((batch.block_ids[row] == g + 1).any())
+
+
+def test_per_task_pt_laws_reach_their_blocks():
+    config = GRNConfig.from_preset("GRN-tiny", pt_logit_by_task={"t2v": [9.0, 0.01]}, pt_logit_mean=-9.0)
+    grn = GRNForConditionalGeneration(config)
+    batch = _mixed_batch(grn)
+    laws = block_pt_laws(config, batch, ["t2i", "t2i", "t2v"])
+    rows = block_rows(batch)
+    assert torch.equal(laws[0], torch.where(rows == 2, 9.0, -9.0))
+    assert torch.allclose(laws[1], torch.where(rows == 2, 0.01, 1.3))
+    no_i2v = torch.zeros_like(batch.block_is_target)
+    _, kept = corrupt_for_training(config, grn.vocab, batch, no_i2v, torch.Generator().manual_seed(0), laws)
+    targets = batch.block_is_target
+    assert torch.all(kept[targets & (rows == 2)] > 0.999)  # p_t ~ sigmoid(9): nothing corrupted
+    assert torch.all(kept[targets & (rows < 2)] < 0.7)  # p_t ~ 0: only chance agreement (1/2 per bit)
+    assert block_pt_laws(GRNConfig.from_preset("GRN-tiny"), batch, ["t2i", "t2i", "t2v"]) is None
+
+
+@pytest.mark.parametrize(
+    "laws, match",
+    [({"x2y": [0.0, 1.0]}, "unknown task 'x2y'"), ({"c2i": [0.0, 0.0]}, "std > 0"), ({"c2i": 1.0}, "mean, std")],
+)
+def test_bad_per_task_laws_are_refused(laws, match):
+    with pytest.raises(ValueError, match=match):
+        GRNConfig.from_preset("GRN-tiny", pt_logit_by_task=laws)
+    with pytest.raises(ValueError, match="logit_normal"):
+        GRNConfig.from_preset("GRN-tiny", pt_logit_by_task={"c2i": [0.0, 1.0]}, pt_distribution="uniform")
+
+
+def test_per_task_laws_train_and_equal_laws_change_nothing(tmp_path):
+    same = "model.overrides={num_class_tokens: 18, pt_logit_by_task: {t2i: [-1.3, 1.3], c2i: [-1.3, 1.3]}}"
+    c2i = "model.overrides={num_class_tokens: 18, pt_logit_by_task: {c2i: [-0.8, 0.8]}}"
+    _run(tmp_path / "a", "max_steps=3", "run.export_final=false")
+    _run(tmp_path / "b", "max_steps=3", "run.export_final=false", same)
+    tr = _run(tmp_path / "c", "max_steps=3", "run.export_final=false", c2i)
+    a, b, c = (_rows(tmp_path / k) for k in "abc")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], abs=1e-6)
+    assert [r["loss"] for r in a] != pytest.approx([r["loss"] for r in c], abs=1e-6)
+    assert tr.model.config.pt_logit_by_task == {"c2i": [-0.8, 0.8]}
 
 
 def test_text_share_trains_the_text_head(tmp_path):

@@ -9,9 +9,12 @@
   tokenizer (token caches already hold codes); samples longer than the backbone's positions are
   skipped and counted. Its :meth:`~BatchStream.state_dict` is the data position and the
   collator's condition-drop generator: loading it continues the identical stream.
-* **Image-to-video** (:func:`clean_first_frame_inputs`): a ``data.i2v_share`` of the video samples
+* **Image-to-video** (:func:`corrupt_for_training`): a ``data.i2v_share`` of the video samples
   (chosen by a hash of their stream position) keep latent frame 0 clean: the model learns to
   continue a given first frame, as generation does (the loss still covers every position).
+* **Per-task p_t** (:func:`block_pt_laws`): with ``GRNConfig.pt_logit_by_task`` each target block
+  draws its kept fraction from its task's logit-normal (the official code's C2I law next to the
+  T2I/T2V one).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ __all__ = [
     "BatchStream",
     "TrainBatch",
     "build_sources",
-    "clean_first_frame_inputs",
+    "block_pt_laws",
+    "block_rows",
+    "corrupt_for_training",
     "mixture_weights",
 ]
 
@@ -105,14 +110,45 @@ def mixture_weights(sources: list[Source], text_share: float | None) -> list[flo
 # ----------------------------------------------------------------------------- image-to-video
 
 
+def block_rows(batch: GRNBatch) -> torch.Tensor:
+    """``(G,)`` int64: the batch row each visual block belongs to."""
+    num_blocks = batch.block_is_target.shape[0]
+    rows = torch.arange(batch.block_ids.shape[0], device=batch.block_ids.device)[:, None]
+    rows = rows.expand_as(batch.block_ids)[batch.block_ids > 0]  # (N,) row of every position
+    out = torch.zeros(num_blocks, dtype=torch.long, device=batch.block_ids.device)
+    return out.index_copy_(0, batch.block_ids[batch.block_ids > 0] - 1, rows)
+
+
+def block_pt_laws(model_config, batch: GRNBatch, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(mean, std)``, each ``(G,)``: the ``p_t`` logit-normal of every block from its row's task
+    (``GRNConfig.pt_logit_by_task``); ``None`` when the config has no per-task laws."""
+    if not model_config.pt_logit_by_task:
+        return None
+    if len(tasks) != batch.block_ids.shape[0]:
+        raise ValueError(f"{len(tasks)} tasks for a batch of {batch.block_ids.shape[0]} rows.")
+    laws = torch.tensor([model_config.pt_logit_law(task) for task in tasks], dtype=torch.float32)  # (B, 2)
+    per_block = laws.to(batch.block_ids.device)[block_rows(batch)]  # (G, 2)
+    return per_block[:, 0], per_block[:, 1]
+
+
 @torch.no_grad()
-def clean_first_frame_inputs(
-    model_config, vocab, batch: GRNBatch, clean_first: torch.Tensor, generator: torch.Generator | None
+def corrupt_for_training(
+    model_config,
+    vocab,
+    batch: GRNBatch,
+    clean_first: torch.Tensor,
+    generator: torch.Generator | None,
+    pt_laws: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Alg. 2's corruption with latent frame 0 of the ``clean_first`` blocks kept clean.
+    """Alg. 2's corruption, as the model's own but with two training-loop choices: latent frame 0
+    of the ``clean_first`` blocks kept clean (image-to-video), and a ``p_t`` law per block.
+
+    The generator is advanced exactly as by the model's corruption, so with neither choice in
+    use the inputs are identical to those the model would draw.
 
     Args:
         clean_first: ``(G,)`` bool, True for the (video target) blocks trained as image-to-video.
+        pt_laws: ``(mean, std)`` ``(G,)`` each (:func:`block_pt_laws`); ``None`` = the config's one law.
 
     Returns:
         ``(visual_inputs, kept_fraction)`` for the model's forward: bits ``(N, C, M)`` uint8 and
@@ -123,14 +159,8 @@ def clean_first_frame_inputs(
     num_blocks = batch.block_is_target.shape[0]
     targets = vocab.labels_from_codes(batch.visual_codes)  # (N, K)
     is_target = batch.block_is_target[block_index]  # (N,)
-    pt = sample_kept_fraction(
-        num_blocks,
-        model_config.pt_distribution,
-        model_config.pt_logit_mean,
-        model_config.pt_logit_std,
-        generator,
-        targets.device,
-    )
+    mean, std = pt_laws if pt_laws is not None else (model_config.pt_logit_mean, model_config.pt_logit_std)
+    pt = sample_kept_fraction(num_blocks, model_config.pt_distribution, mean, std, generator, targets.device)
     mixed, keep = corrupt_labels(targets, pt[block_index], vocab.num_classes, generator)
     clean = ~is_target | (clean_first[block_index] & (batch.visual_coords[:, 0] == 0))  # (N,)
     keep = keep | clean[:, None]

@@ -163,6 +163,7 @@ OBJECTIVE_FIELDS = (
     "pt_distribution",
     "pt_logit_mean",
     "pt_logit_std",
+    "pt_logit_by_task",
     "text_loss_weight",
     "visual_focal_gamma",
 )

@@ -31,7 +31,7 @@ from unified_grn.collator import GRNCollator
 from unified_grn.data.mixture import DataMixture
 from unified_grn.loading import save_extras
 from unified_grn.training import engine as eng
-from unified_grn.training.batches import BatchStream, TrainBatch, clean_first_frame_inputs
+from unified_grn.training.batches import BatchStream, TrainBatch, block_pt_laws, corrupt_for_training
 from unified_grn.training.checkpoint import backend_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from unified_grn.training.config import TrainConfig, save_config
 from unified_grn.training.metrics import MetricsWriter, peak_memory_mb
@@ -196,9 +196,10 @@ def _forward(tr: Trainer, tb: TrainBatch):
     batch = tb.batch.to(tr.device)
     kwargs = batch.as_dict()
     module = tr.engine if tr.engine is not None else tr.model
-    if bool(tb.clean_first.any()):
-        inputs, kept = clean_first_frame_inputs(
-            tr.model.config, tr.model.vocab, batch, tb.clean_first.to(tr.device), tr.generator
+    pt_laws = block_pt_laws(tr.model.config, batch, tb.tasks)
+    if bool(tb.clean_first.any()) or pt_laws is not None:
+        inputs, kept = corrupt_for_training(
+            tr.model.config, tr.model.vocab, batch, tb.clean_first.to(tr.device), tr.generator, pt_laws
         )
         kwargs.update(visual_inputs=inputs, kept_fraction=kept)
     autocast = tr.engine is None and tr.precision.bf16
