@@ -234,9 +234,7 @@ class GRNConfig(PreTrainedConfig):
             if task not in PT_TASKS:
                 raise ValueError(f"pt_logit_by_task: unknown task {task!r}; use one of {PT_TASKS}.")
             if not (isinstance(law, (list, tuple)) and len(law) == 2 and float(law[1]) > 0):
-                raise ValueError(
-                    f"pt_logit_by_task[{task!r}] must be [mean, std] with std > 0, got {law!r}."
-                )
+                raise ValueError(f"pt_logit_by_task[{task!r}] must be [mean, std] with std > 0, got {law!r}.")
         if self.pt_distribution != "logit_normal":
             raise ValueError("pt_logit_by_task needs pt_distribution='logit_normal'.")
         self.pt_logit_by_task = {task: [float(m), float(s)] for task, (m, s) in laws.items()}

@@ -12,6 +12,7 @@ from script_loader import load_script
 
 from unified_grn import AutoModelForGRN, GRNConfig, GRNForConditionalGeneration
 from unified_grn.collator import GRNCollator, GRNSample
+from unified_grn.objective import prepare_visual_inputs
 from unified_grn.training import (
     NonFiniteLossError,
     export_checkpoint,
@@ -19,7 +20,6 @@ from unified_grn.training import (
     plan_run,
     run_training,
 )
-from unified_grn.objective import prepare_visual_inputs
 from unified_grn.training.batches import block_pt_laws, block_rows, corrupt_for_training
 from unified_grn.training.checkpoint import latest_checkpoint, save_checkpoint
 from unified_grn.training.config import ConfigError
@@ -128,7 +128,9 @@ def test_loop_corruption_equals_the_models_own():
     grn = GRNForConditionalGeneration(GRNConfig.from_preset("GRN-tiny"))
     batch = _mixed_batch(grn)
     no_i2v = torch.zeros_like(batch.block_is_target)
-    inputs, kept = corrupt_for_training(grn.config, grn.vocab, batch, no_i2v, torch.Generator().manual_seed(3))
+    inputs, kept = corrupt_for_training(
+        grn.config, grn.vocab, batch, no_i2v, torch.Generator().manual_seed(3)
+    )
     fields = {k: getattr(batch, k) for k in ("block_ids", "visual_codes", "visual_coords", "block_is_target")}
     own = prepare_visual_inputs(grn.config, grn.vocab, **fields, generator=torch.Generator().manual_seed(3))
     assert torch.equal(grn.vocab.labels_from_codes(inputs), own.inputs)
@@ -161,7 +163,11 @@ def test_per_task_pt_laws_reach_their_blocks():
 
 @pytest.mark.parametrize(
     "laws, match",
-    [({"x2y": [0.0, 1.0]}, "unknown task 'x2y'"), ({"c2i": [0.0, 0.0]}, "std > 0"), ({"c2i": 1.0}, "mean, std")],
+    [
+        ({"x2y": [0.0, 1.0]}, "unknown task 'x2y'"),
+        ({"c2i": [0.0, 0.0]}, "std > 0"),
+        ({"c2i": 1.0}, "mean, std"),
+    ],
 )
 def test_bad_per_task_laws_are_refused(laws, match):
     with pytest.raises(ValueError, match=match):

@@ -119,7 +119,9 @@ def block_rows(batch: GRNBatch) -> torch.Tensor:
     return out.index_copy_(0, batch.block_ids[batch.block_ids > 0] - 1, rows)
 
 
-def block_pt_laws(model_config, batch: GRNBatch, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+def block_pt_laws(
+    model_config, batch: GRNBatch, tasks: list[str]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(mean, std)``, each ``(G,)``: the ``p_t`` logit-normal of every block from its row's task
     (``GRNConfig.pt_logit_by_task``); ``None`` when the config has no per-task laws."""
     if not model_config.pt_logit_by_task:
