@@ -2,7 +2,7 @@
 # Rebuild the (gitignored) training data of the shipped model, as in its MODEL_CARD; the token caches
 # use the shipped visual tokenizer (its encoder is the run's, bit-identical: only the decoder was tuned).
 set -euo pipefail
-cd /work/main && . .venv/bin/activate
+cd "$(git rev-parse --show-toplevel)" && . .venv/bin/activate
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 date
 grn make-data shapes --out data/shapes --n 20000 --seed 0 --test-fraction 0.05

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Score a GRN export as the card does, at the shipped sampling settings (16 steps, CFG 2.5, T 1.05):
-#   MODEL=/tmp/grn-s8 OUT=docs/results/stage8 SEEDS="0 5000" bash runs/s9/eval.sh
+#   MODEL=/tmp/grn-s8 OUT=docs/results/stage8 SEEDS="0 5000" bash docs/results/stage8/runs/eval.sh
 set -euo pipefail
-cd /work/main && . .venv/bin/activate
+cd "$(git rev-parse --show-toplevel)" && . .venv/bin/activate
 export OMP_NUM_THREADS=${THREADS:-1} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 mkdir -p "$OUT"
 for seed in ${SEEDS:-0 5000}; do

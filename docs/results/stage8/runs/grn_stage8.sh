@@ -4,7 +4,7 @@
 # linear decay to 3e-5 at step 6,000 (stage 7's schedule). Seed 0, two threads.
 # The control (one law, the shipped -1.3 / 1.3, for every task): CONTROL=1 RUN=outputs/grn-shapes-s8-control
 set -euo pipefail
-cd /work/main && . .venv/bin/activate
+cd "$(git rev-parse --show-toplevel)" && . .venv/bin/activate
 EXTRA_OVERRIDES=", pt_logit_by_task: {c2i: [-0.8, 0.8]}"
 [ "${CONTROL:-0}" = 1 ] && EXTRA_OVERRIDES=""
 export OMP_NUM_THREADS=${THREADS:-2} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
