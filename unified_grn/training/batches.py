@@ -33,7 +33,7 @@ from unified_grn.data.examples import Example, to_grn_sample
 from unified_grn.data.mixture import DataMixture
 from unified_grn.data.sources import PROCEDURAL, Source, SourceConfig, build_source
 from unified_grn.data.token_cache import TOKEN_CACHE_META, encode_examples, load_token_cache
-from unified_grn.objective import corrupt_labels, realised_fraction, sample_kept_fraction
+from unified_grn.objective import corrupt_target_blocks, sample_kept_fraction
 from unified_grn.training.config import ConfigError, DataConfig
 
 __all__ = [
@@ -160,14 +160,14 @@ def corrupt_for_training(
     block_index = batch.block_ids[positions] - 1  # (N,)
     num_blocks = batch.block_is_target.shape[0]
     targets = vocab.labels_from_codes(batch.visual_codes)  # (N, K)
-    is_target = batch.block_is_target[block_index]  # (N,)
     mean, std = pt_laws if pt_laws is not None else (model_config.pt_logit_mean, model_config.pt_logit_std)
     pt = sample_kept_fraction(num_blocks, model_config.pt_distribution, mean, std, generator, targets.device)
-    mixed, keep = corrupt_labels(targets, pt[block_index], vocab.num_classes, generator)
-    clean = ~is_target | (clean_first[block_index] & (batch.visual_coords[:, 0] == 0))  # (N,)
-    keep = keep | clean[:, None]
-    inputs = torch.where(keep, targets, mixed)
-    return vocab.bits_from_labels(inputs), realised_fraction(keep, block_index, num_blocks)
+    first_frame = clean_first[block_index] & (batch.visual_coords[:, 0] == 0)  # (N,) kept clean
+    corrupted = batch.block_is_target[block_index] & ~first_frame  # (N,)
+    inputs, realised = corrupt_target_blocks(
+        targets, pt[block_index], block_index, corrupted, num_blocks, vocab.num_classes, generator
+    )
+    return vocab.bits_from_labels(inputs), realised
 
 
 # ----------------------------------------------------------------------------- the stream
@@ -263,10 +263,5 @@ class BatchStream:
 
 def _i2v_blocks(batch: GRNBatch, rows: list[bool]) -> torch.Tensor:
     """``(G,)`` bool: the target blocks of the rows flagged image-to-video."""
-    clean_first = torch.zeros_like(batch.block_is_target)
-    for b, flagged in enumerate(rows):
-        if flagged:
-            ids = batch.block_ids[b].unique()
-            blocks = ids[ids > 0] - 1
-            clean_first[blocks] = batch.block_is_target[blocks]
-    return clean_first
+    flagged = torch.tensor(rows, dtype=torch.bool, device=batch.block_ids.device)  # (B,)
+    return flagged[block_rows(batch)] & batch.block_is_target
