@@ -39,7 +39,12 @@ from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWa
 from unified_grn.attention_masks import build_visibility, to_additive_mask
 from unified_grn.chat_format import encode_chat_images, fit_to_context, layout_chat, normalize_messages
 from unified_grn.collator import GRNBatch
-from unified_grn.generation_utils import VisualSettings, make_generators, resolve_visual_settings
+from unified_grn.generation_utils import (
+    VisualSettings,
+    make_generators,
+    resolve_visual_settings,
+    unexpected_arguments,
+)
 from unified_grn.modeling_outputs import GRNPromptCache
 from unified_grn.vocab import MODALITY_TOKENS
 
@@ -67,6 +72,12 @@ CHAT_IMAGE_KWARGS = (
     "selection",
     "refine_mode",
     "refinement_config",
+)
+#: Every argument :func:`chat` takes besides ``model`` and ``messages``: text, then image, then the rest.
+CHAT_ARGUMENTS = (
+    ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "logits_processor")
+    + CHAT_IMAGE_KWARGS
+    + ("seed", "generator", "truncation", "progress_bar")
 )
 
 
@@ -109,11 +120,7 @@ def chat(
     """
     unknown = sorted(set(image_kwargs) - set(CHAT_IMAGE_KWARGS))
     if unknown:
-        raise TypeError(
-            f"chat() got unexpected arguments {unknown}; text: max_new_tokens, do_sample, temperature, top_k, "
-            f"top_p, logits_processor; image: {', '.join(CHAT_IMAGE_KWARGS)}; also seed, generator, "
-            "truncation, progress_bar."
-        )
+        raise unexpected_arguments("chat()", unknown, CHAT_ARGUMENTS)
     settings = _image_settings(model, image_kwargs)
     gen = _generator(seed, generator, model.device)
     sampler = TextSampler(model, do_sample, temperature, top_k, top_p, logits_processor, gen)

@@ -25,6 +25,7 @@ codes. Settings and their defaults: ``unified_grn.generation_utils``.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -45,9 +46,13 @@ from unified_grn.generation_utils import (
     resolve_visual_settings,
     text_generation_config,
     text_seeds,
+    unexpected_arguments,
 )
 from unified_grn.modeling_outputs import GRNPromptCache
 from unified_grn.refinement import GRNRefinementScheduler, RefinementConfig, RefinementState
+
+# generate() parameters that a visual modality does not take.
+_NOT_VISUAL = ("self", "text_kwargs", "max_new_tokens", "do_sample")
 
 __all__ = ["GRNGenerationMixin", "GRNGenerationOutput", "GRNVideo", "PromptCacheLogits"]
 
@@ -225,9 +230,8 @@ class GRNGenerationMixin:
             expanded = [p for p in prompts for _ in range(num_images_per_prompt)]
             return self._generate_text(expanded, gens, max_new_tokens, do_sample, temperature, text_kwargs)
         if text_kwargs:
-            raise TypeError(
-                f"generate() got unexpected arguments for modality={modality!r}: {sorted(text_kwargs)}"
-            )
+            valid = [n for n in inspect.signature(type(self).generate).parameters if n not in _NOT_VISUAL]
+            raise unexpected_arguments(f"generate(modality={modality!r})", text_kwargs, valid)
         args = dict(
             height=height, width=width, num_frames=num_frames, num_steps=num_steps, max_steps=max_steps,
             min_steps=min_steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,

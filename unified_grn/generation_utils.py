@@ -15,6 +15,7 @@ the config says 1 frame); so do ``min_steps`` / ``entropy_k`` / ``entropy_b`` wh
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "resolve_visual_settings",
     "text_generation_config",
     "text_seeds",
+    "unexpected_arguments",
 ]
 
 MODALITIES = ("image", "video", "text")
@@ -48,6 +50,38 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "i2v": dict(guidance_scale=3.0, temperature=1.0, guidance_interval=(0.0, 1.0)),
     "c2i": dict(guidance_scale=2.35, temperature=1.31, guidance_interval=(0.44, 1.0)),
 }
+
+
+# Names users bring from diffusers / other samplers, mapped to this API's.
+ARGUMENT_ALIASES = {
+    "num_inference_steps": "num_steps",
+    "steps": "num_steps",
+    "cfg_scale": "guidance_scale",
+    "cfg": "guidance_scale",
+    "guidance": "guidance_scale",
+    "seeds": "seed",
+    "num_images": "num_images_per_prompt",
+    "num_samples": "num_images_per_prompt",
+    "class_labels": "class_label",
+    "prompts": "prompt",
+    "images": "image",
+}
+
+
+def unexpected_arguments(where: str, unknown: Sequence[str], valid: Sequence[str]) -> TypeError:
+    """A ``TypeError`` naming ``unknown`` arguments, the likely intended names and the valid ones."""
+    hints = []
+    for name in sorted(unknown):
+        guess = ARGUMENT_ALIASES.get(name)
+        if guess not in valid:
+            close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.75)
+            guess = close[0] if close else None
+        if guess is not None:
+            hints.append(f"{name!r} -> {guess!r}")
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    return TypeError(
+        f"{where} got unexpected arguments {sorted(unknown)}{hint}; it takes: {', '.join(valid)}."
+    )
 
 
 def _nearest(value: int, step: int, offset: int = 0) -> str:

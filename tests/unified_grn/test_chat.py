@@ -298,6 +298,8 @@ def test_bad_arguments_raise_clear_errors(model):
     hi = [{"role": "user", "content": "hi"}]
     with pytest.raises(TypeError, match="unexpected arguments \\['height'\\]"):
         model.chat(hi, height=64)
+    with pytest.raises(TypeError, match="'num_inference_steps' -> 'num_steps'.*it takes: max_new_tokens"):
+        model.chat(hi, num_inference_steps=2)
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.chat(hi, max_new_tokens=0)
     with pytest.raises(ValueError, match="num_steps"):

@@ -288,3 +288,20 @@ def test_bad_input_gives_clear_errors(model, kwargs, message):
     kwargs = {"prompt": "x", "num_steps": 2, **SMALL, **kwargs}
     with pytest.raises(ValueError, match=message):
         model.generate(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(num_inference_steps=2), r"\['num_inference_steps'\] \(did you mean 'num_inference_steps' -> 'num_steps'\?\)"),
+        (dict(guidance=2.0), r"did you mean 'guidance' -> 'guidance_scale'"),
+        (dict(cfg=2.0, num_samples=2), r"'cfg' -> 'guidance_scale', 'num_samples' -> 'num_images_per_prompt'"),
+        (dict(top_k=5), r"unexpected arguments \['top_k'\]; it takes: prompt, modality, height"),
+    ],
+)  # fmt: skip
+def test_unknown_visual_arguments_name_the_intended_one(model, kwargs, message):
+    with pytest.raises(TypeError, match=message) as info:
+        model.generate("x", num_steps=2, **SMALL, **kwargs)
+    # the valid list is the signature's visual arguments: no text-only or internal names
+    valid = str(info.value).split("it takes: ")[1]
+    assert "num_steps" in valid and "max_new_tokens" not in valid and "text_kwargs" not in valid
