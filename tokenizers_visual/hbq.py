@@ -80,15 +80,18 @@ def _check_bits(bits: torch.Tensor) -> None:
 
 
 def _indices_from_features(z: torch.Tensor, rounds: int) -> torch.Tensor:
-    """Bucket index of each value; equal to the recursion of Eq. 1-2 (tested against it).
+    """Bucket index of each value, int32; equal to the recursion of Eq. 1-2 (tested against it).
 
     ``t = z * 2^(M-1)`` is exact in any float dtype (a power-of-two scale), so ``ceil(t)`` sees
     the exact value: a tiny positive ``z`` lands in the upper half and ``z = 0`` in the lower one,
     as the strict ``>`` of Eq. 2 demands. ``(z + 1) * 2^(M-1)`` would round ``1 + tiny`` to 1.
+    The shift and clamp stay in float (integers below 2^17, exact) on the one scratch buffer:
+    each fresh buffer of a large tensor costs page faults that dwarf the arithmetic on CPU.
     """
     half = 2 ** (rounds - 1)
-    t = z * half if z.dtype in (torch.float32, torch.float64) else z.float() * half
-    return (torch.ceil(t).to(torch.int32) + (half - 1)).clamp_(0, 2 * half - 1)
+    t = z * half if z.dtype in (torch.float32, torch.float64) else z.to(torch.float32).mul_(half)
+    t.ceil_().add_(half - 1).clamp_(0, 2 * half - 1)
+    return t.to(torch.int32)
 
 
 @torch.no_grad()
@@ -104,7 +107,7 @@ def quantize(z: torch.Tensor, rounds: int) -> torch.Tensor:
     """
     _check_rounds(rounds)
     _check_features(z)
-    return _bits_from_indices(_indices_from_features(z, rounds), rounds)
+    return _bits_from_indices(_indices_from_features(z, rounds), rounds, owned=True)
 
 
 def dequantize(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -119,6 +122,8 @@ def dequantize(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.
     """
     _check_bits(bits)
     rounds = bits.shape[-1]
+    if _can_gather(bits):
+        return _values_from_indices(_gather_indices(bits), rounds, dtype)
     # sum_i (2 q_i - 1) 2^-i = sum_i q_i 2^(1-i) - (1 - 2^-M): a dyadic number with at most M + 1
     # significant bits, so the float32 matmul below is exact for M <= 16.
     work = torch.float64 if dtype == torch.float64 else torch.float32
@@ -135,19 +140,22 @@ def _round_weights(rounds: int, top_exponent: int, device: torch.device, dtype: 
 def _values_from_indices(indices: torch.Tensor, rounds: int, dtype: torch.dtype) -> torch.Tensor:
     # -1 + (2 idx + 1) 2^-M, exact in float32 for M <= 16 (see dequantize)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    return (indices.to(work) * 2.0 + 1.0).mul_(2.0**-rounds).sub_(1.0).to(dtype)
+    return indices.to(work).mul_(2.0 ** (1 - rounds)).add_(2.0**-rounds - 1.0).to(dtype)
 
 
 def _indices_from_bits(bits: torch.Tensor) -> torch.Tensor:
+    if _can_gather(bits):
+        return _gather_indices(bits)
     # a float32 matmul with weights 2^(M-1-r) is exact (integers < 2^16) and much faster on CPU
     # than an integer multiply-and-reduce over a short last dimension
     weights = _round_weights(bits.shape[-1], bits.shape[-1], bits.device, torch.float32)
     return (bits.to(torch.float32) @ weights).to(torch.int32)
 
 
-def _bits_from_indices(indices: torch.Tensor, rounds: int) -> torch.Tensor:
+def _bits_from_indices(indices: torch.Tensor, rounds: int, owned: bool = False) -> torch.Tensor:
+    """``owned``: ``indices`` is a scratch buffer of the caller's, free to be overwritten."""
     if rounds <= _SPREAD_MAX_ROUNDS:
-        return _spread_bits(indices, rounds)
+        return _spread_bits(indices, rounds, owned)
     shifts = torch.arange(rounds - 1, -1, -1, device=indices.device, dtype=indices.dtype)
     return ((indices.unsqueeze(-1) >> shifts) & 1).to(torch.uint8)  # (..., C, M)
 
@@ -160,15 +168,42 @@ def _bits_from_indices(indices: torch.Tensor, rounds: int) -> torch.Tensor:
 _SPREAD_MAX_ROUNDS = 7
 
 
-def _spread_bits(indices: torch.Tensor, rounds: int) -> torch.Tensor:
+def _spread_bits(indices: torch.Tensor, rounds: int, owned: bool = False) -> torch.Tensor:
     lanes, dtype = (4, torch.int32) if rounds <= 4 else (8, torch.int64)
     multiplier = sum(1 << (9 * k) for k in range(rounds))
     byte_mask = sum(1 << (8 * k) for k in range(rounds))
-    packed = indices.to(dtype).mul(multiplier).bitwise_right_shift_(rounds - 1).bitwise_and_(byte_mask)
+    in_place = owned and indices.dtype == dtype and indices.is_contiguous()
+    packed = indices.mul_(multiplier) if in_place else indices.to(dtype).mul(multiplier)
+    packed.bitwise_right_shift_(rounds - 1).bitwise_and_(byte_mask)
     if sys.byteorder != "little":
         raise NotImplementedError("HBQ bit spreading assumes a little-endian machine.")
     as_bytes = packed.unsqueeze(-1).view(torch.uint8)  # (..., C, lanes)
     return as_bytes if lanes == rounds else as_bytes[..., :rounds].contiguous()
+
+
+# The inverse of the spread, for M = 4 (every preset's, and the paper's): the 4 bit bytes of a value
+# are one little-endian int32 ``p = sum_k q_k 2^(8k)``. Multiplying by ``sum_k 2^(27 - 9k)`` puts
+# q_k at bit 27 - k, i.e. the index (coarsest bit first) in bits 24-27. The cross terms that land
+# below bit 24 sit at distinct bits <= 18 (no carry reaches bit 24); those above bit 27 only wrap
+# past bit 31, which an int32 multiply drops. One multiply, shift and mask on 4 bytes per value
+# replace the widening to 16 bytes of float per value that the matmul path needs.
+_GATHER_ROUNDS = 4
+_GATHER_MULTIPLIER = sum(1 << (27 - 9 * k) for k in range(_GATHER_ROUNDS))
+
+
+def _can_gather(bits: torch.Tensor) -> bool:
+    return (
+        bits.shape[-1] == _GATHER_ROUNDS
+        and bits.dtype in (torch.uint8, torch.bool)
+        and bits.is_contiguous()
+        and bits.storage_offset() % _GATHER_ROUNDS == 0  # the int32 view needs whole words
+        and sys.byteorder == "little"
+    )
+
+
+def _gather_indices(bits: torch.Tensor) -> torch.Tensor:
+    packed = bits.view(torch.uint8).view(torch.int32).squeeze(-1)  # (..., C, 4) bytes -> (..., C)
+    return packed.mul(_GATHER_MULTIPLIER).bitwise_right_shift_(24).bitwise_and_(15)
 
 
 def quantize_ste(z: torch.Tensor, rounds: int) -> tuple[torch.Tensor, torch.Tensor]:

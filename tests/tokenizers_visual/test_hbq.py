@@ -142,3 +142,48 @@ def test_bits_and_indices_reject_bad_input():
         hbq.indices_to_bits(torch.tensor([16]), 4)
     with pytest.raises(ValueError, match="integer tensor"):
         hbq.indices_to_bits(torch.tensor([1.0]), 4)
+
+
+def _matmul_reference(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Eq. 3 written out: sum_i (2 q_i - 1) 2^-i, in float64."""
+    weights = torch.tensor([2.0**-i for i in range(1, bits.shape[-1] + 1)], dtype=torch.float64)
+    return ((bits.to(torch.float64) * 2 - 1) * weights).sum(-1).to(dtype)
+
+
+def test_m4_word_gather_path_equals_eq_3_on_every_layout():
+    every = torch.tensor([[(i >> (3 - k)) & 1 for k in range(4)] for i in range(16)], dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    random = torch.randint(0, 2, (3, 5, 7, 4), generator=gen, dtype=torch.uint8)
+    unaligned = torch.randint(0, 2, (4 * 6 + 1,), generator=gen, dtype=torch.uint8)[1:].view(6, 4)
+    layouts = {
+        "all 16 patterns": every.unsqueeze(0),  # (1, 16, 4)
+        "random": random,
+        "bool": random.bool(),
+        "non-contiguous (matmul path)": random.transpose(0, 1),
+        "offset not a whole word (matmul path)": unaligned.unsqueeze(0),
+        "a contiguous slice": random[1:],
+    }
+    for name, bits in layouts.items():
+        assert hbq._can_gather(bits) == ("matmul path" not in name), name
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            assert torch.equal(hbq.dequantize(bits, dtype), _matmul_reference(bits, dtype)), (name, dtype)
+        expected = (bits.to(torch.int64) * torch.tensor([8, 4, 2, 1])).sum(-1)
+        assert torch.equal(hbq.bits_to_indices(bits), expected), name
+    assert torch.equal(hbq.bits_to_indices(every), torch.arange(16))
+
+
+def test_scratch_buffers_never_alias_the_callers_tensors():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.rand(64, 16, generator=gen).mul(2).sub(1)
+    z_before = z.clone()
+    bits = hbq.quantize(z, 4)
+    assert torch.equal(z, z_before)
+    indices = hbq.bits_to_indices(bits)
+    for dtype in (torch.int32, torch.int64):
+        own = indices.to(dtype)
+        own_before = own.clone()
+        assert torch.equal(hbq.indices_to_bits(own, 4), bits)
+        assert torch.equal(own, own_before)  # the caller's indices are read, not overwritten
+    bits_before = bits.clone()
+    hbq.dequantize(bits)
+    assert torch.equal(bits, bits_before)
