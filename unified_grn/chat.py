@@ -46,6 +46,7 @@ from unified_grn.generation_utils import (
     unexpected_arguments,
 )
 from unified_grn.modeling_outputs import GRNPromptCache
+from unified_grn.utils.cache_compat import cache_kwargs, output_cache
 from unified_grn.vocab import MODALITY_TOKENS
 
 __all__ = [
@@ -282,7 +283,7 @@ class ChatDecoder:
             out = model.language_model(
                 inputs_embeds=embeds, attention_mask=mask, position_ids=b.position_ids, use_cache=True
             )
-        self.cache = GRNPromptCache(out.past_key_values, b.attention_mask, b.position_ids[:, -1] + 1)
+        self.cache = GRNPromptCache(output_cache(out), b.attention_mask, b.position_ids[:, -1] + 1)
         self.input_ids = b.input_ids[0].tolist()
         return model.lm_head(out.last_hidden_state[:, -1])[0]
 
@@ -306,7 +307,7 @@ class ChatDecoder:
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=cache.past_key_values,
+            **cache_kwargs(model.language_model, cache.past_key_values),
             use_cache=True,
         )
         cache.attention_mask, cache.next_position = total, cache.next_position + n

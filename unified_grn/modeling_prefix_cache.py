@@ -15,6 +15,7 @@ from einops import rearrange
 from unified_grn.attention_masks import build_visibility, prefix_visual_mask, to_additive_mask
 from unified_grn.collator import prompt_ids
 from unified_grn.modeling_outputs import GRNPromptCache
+from unified_grn.utils.cache_compat import cache_kwargs, output_cache
 from unified_grn.visual_embedding import grid_coords
 
 __all__ = ["GRNPrefixCacheMixin"]
@@ -57,7 +58,7 @@ class GRNPrefixCacheMixin:
         out = self.language_model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True
         )
-        return GRNPromptCache(out.past_key_values, attention_mask, position_ids[:, -1] + 1)
+        return GRNPromptCache(output_cache(out), attention_mask, position_ids[:, -1] + 1)
 
     def visual_logits_from_cache(
         self,
@@ -101,7 +102,7 @@ class GRNPrefixCacheMixin:
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=cache.past_key_values,
+            **cache_kwargs(self.language_model, cache.past_key_values),
             use_cache=True,
             **kwargs,
         )
