@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage 11 (started at the end of session 10, to be resumed): stage 10 (the shipped weights) + 3,000 steps
 # at batch 96 (twice stage 10's), the same per-task p_t law; lr 3e-4 constant to step 2,000, then linear
-# to 3e-5 at 3,000. Seed 0, two threads, about 20 steps/min. It tests whether a still larger batch keeps
+# to 3e-5 at 3,000. Seed 0, two threads, about 14 steps/min (3.5 h in all; STEPS=2000 DECAY=1500 on a
+# resume shortens it: the lr schedule is read from the command line on every resume). It tests whether a still larger batch keeps
 # moving shape (stage 10: batch 48 raised C2I shape accuracy 0.49 -> 0.59).
 # Resume with RESUME=--resume: the model is built from init_from, then the run's own checkpoint (weights,
 # optimizer, data stream) is loaded over it.
@@ -13,7 +14,7 @@ python scripts/train.py --config configs/train/shapes.yaml ${RESUME:-} run.progr
   model.init_from=${INIT:-checkpoints/grn-shapes} model.backbone=null \
   model.visual_tokenizer=checkpoints/grn-shapes/visual_tokenizer \
   "model.overrides={num_class_tokens: 18, pt_logit_by_task: {c2i: [-0.8, 0.8]}}" \
-  data.batch_size=${BATCH:-96} run.output_dir=${RUN:-outputs/grn-shapes-s11} run.max_steps=3000 \
-  optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear optim.decay_start=2000 optim.min_lr_ratio=0.1 \
+  data.batch_size=${BATCH:-96} run.output_dir=${RUN:-outputs/grn-shapes-s11} run.max_steps=${STEPS:-3000} \
+  optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear optim.decay_start=${DECAY:-2000} optim.min_lr_ratio=0.1 \
   run.checkpoint_every=100 run.keep_checkpoints=3
 date
