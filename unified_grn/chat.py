@@ -27,6 +27,7 @@ produced), ready to append to the history: its images re-enter the next turn fro
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -74,12 +75,6 @@ CHAT_IMAGE_KWARGS = (
     "refine_mode",
     "refinement_config",
 )
-#: Every argument :func:`chat` takes besides ``model`` and ``messages``: text, then image, then the rest.
-CHAT_ARGUMENTS = (
-    ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "logits_processor")
-    + CHAT_IMAGE_KWARGS
-    + ("seed", "generator", "truncation", "progress_bar")
-)
 
 
 @torch.no_grad()
@@ -121,7 +116,7 @@ def chat(
     """
     unknown = sorted(set(image_kwargs) - set(CHAT_IMAGE_KWARGS))
     if unknown:
-        raise unexpected_arguments("chat()", unknown, CHAT_ARGUMENTS)
+        raise unexpected_arguments("chat()", unknown, _chat_arguments())
     settings = _image_settings(model, image_kwargs)
     gen = _generator(seed, generator, model.device)
     sampler = TextSampler(model, do_sample, temperature, top_k, top_p, logits_processor, gen)
@@ -405,3 +400,9 @@ def _flush_text(text: list[int], content: list, tokenizer) -> None:
     if text:
         content.append(tokenizer.decode(text, skip_special_tokens=True))
         text.clear()
+
+
+def _chat_arguments() -> list[str]:
+    """Every argument :func:`chat` takes besides ``model`` and ``messages`` (read from its signature)."""
+    named = [n for n in inspect.signature(chat).parameters if n not in ("model", "messages", "image_kwargs")]
+    return named + list(CHAT_IMAGE_KWARGS)

@@ -6,6 +6,7 @@ A random model never decides to draw, so the image branch is forced by a test lo
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
@@ -302,5 +303,16 @@ def test_bad_arguments_raise_clear_errors(model):
         model.chat(hi, num_inference_steps=2)
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.chat(hi, max_new_tokens=0)
+    # the listed names are exactly what chat() accepts: its own parameters and the image kwargs
+    with pytest.raises(TypeError) as info:
+        model.chat(hi, not_an_argument=1)
+    listed = str(info.value).split("it takes: ")[1].rstrip(".").split(", ")
+    own = [
+        n
+        for n in inspect.signature(chat_module.chat).parameters
+        if n not in ("model", "messages", "image_kwargs")
+    ]
+    assert sorted(listed) == sorted(own + list(chat_module.CHAT_IMAGE_KWARGS))
+    assert len(listed) == len(set(listed))
     with pytest.raises(ValueError, match="num_steps"):
         model.chat(hi, num_steps=0)
