@@ -106,6 +106,8 @@ def quantize(z: torch.Tensor, rounds: int) -> torch.Tensor:
         ``(..., C, M)`` uint8 bits on ``z``'s device, coarse -> fine.
     """
     _check_rounds(rounds)
+    if _can_stream(z, rounds):
+        return _quantize_streamed(z)
     _check_features(z)
     return _bits_from_indices(_indices_from_features(z, rounds), rounds, owned=True)
 
@@ -120,6 +122,8 @@ def dequantize(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.
     Returns:
         ``(..., C)`` values ``sum_i (2 q_i - 1) 2^-i`` on ``bits``' device.
     """
+    if dtype == torch.float32 and _can_stream_bits(bits):
+        return _dequantize_streamed(bits)  # checks the bits chunk by chunk
     _check_bits(bits)
     rounds = bits.shape[-1]
     if _can_gather(bits):
@@ -204,6 +208,77 @@ def _can_gather(bits: torch.Tensor) -> bool:
 def _gather_indices(bits: torch.Tensor) -> torch.Tensor:
     packed = bits.view(torch.uint8).view(torch.int32).squeeze(-1)  # (..., C, 4) bytes -> (..., C)
     return packed.mul(_GATHER_MULTIPLIER).bitwise_right_shift_(24).bitwise_and_(15)
+
+
+# On CPU, the M = 4 round trip of a large float32 tensor runs in chunks of ``_CHUNK`` values
+# (256 KB of float32): the chain of elementwise ops then works on data that stays in the L2 cache
+# instead of streaming the whole tensor through memory once per op, and what is left is one read of
+# the input and one write of the output, as for a copy (``scripts/bench_hbq.py``). The chunked ops
+# are the unchunked ones, so the results are identical (tested); a GPU, another dtype or M, and
+# tensors of one chunk or less keep the whole-tensor path.
+_CHUNK = 2**16
+# the value of bucket i, -1 + (2 i + 1) / 16, is (2 + (2 i + 1) / 16) - 3: a float in [2, 4) whose
+# mantissa is (2 i + 1) << 18, i.e. the exponent bits of 2.0, bit 18, and i at bits 19-22
+_VALUE_BITS = 0x40000000 | (1 << 18)
+
+
+def _can_stream(z: torch.Tensor, rounds: int) -> bool:
+    return (
+        rounds == _GATHER_ROUNDS
+        and torch.is_tensor(z)
+        and z.dtype == torch.float32
+        and z.device.type == "cpu"
+        and z.dim() >= 1
+        and z.numel() > _CHUNK  # below one chunk the whole-tensor ops are the same, with less overhead
+        and z.is_contiguous()
+        and sys.byteorder == "little"
+    )
+
+
+def _can_stream_bits(bits: torch.Tensor) -> bool:
+    return (
+        torch.is_tensor(bits)
+        and bits.dim() >= 2
+        and bits.numel() > _GATHER_ROUNDS * _CHUNK
+        and bits.device.type == "cpu"
+        and _can_gather(bits)
+    )
+
+
+def _quantize_streamed(z: torch.Tensor) -> torch.Tensor:
+    """``quantize(z, 4)`` chunk by chunk (see ``_CHUNK``); the checks of ``_check_features`` per chunk."""
+    half = 2 ** (_GATHER_ROUNDS - 1)
+    out = torch.empty(*z.shape, _GATHER_ROUNDS, dtype=torch.uint8)  # (..., C, 4)
+    scratch = torch.empty(min(_CHUNK, z.numel()), dtype=torch.float32)
+    multiplier = sum(1 << (9 * k) for k in range(_GATHER_ROUNDS))
+    byte_mask = sum(1 << (8 * k) for k in range(_GATHER_ROUNDS))
+    words = out.view(torch.int32).reshape(-1)  # one int32 of 4 bit bytes per value
+    for values, packed in zip(z.reshape(-1).split(_CHUNK), words.split(_CHUNK)):
+        lo, hi = torch.aminmax(values)
+        if not (-1.0 <= lo.item() and hi.item() <= 1.0):  # also false for NaN
+            _check_features(z)  # raises, naming the whole tensor's range
+        t = torch.mul(values, half, out=scratch[: values.numel()])  # exact, as in _indices_from_features
+        packed.copy_(t.ceil_())  # ceil(z 2^(M-1)) in [-h, h], as int32
+        packed.add_(half - 1).clamp_min_(0).mul_(multiplier)  # the bucket index, spread (_spread_bits)
+        packed.bitwise_right_shift_(_GATHER_ROUNDS - 1).bitwise_and_(byte_mask)
+    return out
+
+
+def _dequantize_streamed(bits: torch.Tensor) -> torch.Tensor:
+    """``dequantize(bits)`` for M = 4 into float32, chunk by chunk; checks the bits per chunk."""
+    out = torch.empty(bits.shape[:-1], dtype=torch.float32)  # (..., C)
+    scratch = torch.empty(min(_CHUNK, out.numel()), dtype=torch.int32)
+    words = bits.view(torch.uint8).view(torch.int32).reshape(-1)
+    raw = bits.view(torch.uint8).reshape(-1)
+    for packed, values, chunk_bytes in zip(
+        words.split(_CHUNK), out.view(-1).split(_CHUNK), raw.split(4 * _CHUNK)
+    ):
+        if chunk_bytes.max().item() > 1:
+            _check_bits(bits)  # raises
+        word = torch.mul(packed, _GATHER_MULTIPLIER, out=scratch[: packed.numel()])  # index at bits 24-27
+        word.bitwise_right_shift_(5).bitwise_and_(0xF << 19).bitwise_or_(_VALUE_BITS)  # see _VALUE_BITS
+        torch.sub(word.view(torch.float32), 3.0, out=values)
+    return out
 
 
 def quantize_ste(z: torch.Tensor, rounds: int) -> tuple[torch.Tensor, torch.Tensor]:

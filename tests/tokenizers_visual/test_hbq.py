@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from unittest import mock
 
 import pytest
 import torch
@@ -86,6 +87,11 @@ def _reference_recursion(z: torch.Tensor, rounds: int) -> torch.Tensor:
 def test_quantize_equals_the_recursion_of_eq_1_2(values, rounds):
     z = _features(values + [1e-30, -1e-30, 2.0**-rounds, -(2.0**-rounds)])
     assert torch.equal(hbq.quantize(z, rounds), _reference_recursion(z, rounds))
+    with mock.patch.object(hbq, "_CHUNK", 5):  # the chunked CPU path (M = 4, float32), several chunks
+        bits = hbq.quantize(z, rounds)
+        assert hbq._can_stream(z, rounds) == (rounds == 4)
+        assert torch.equal(bits, _reference_recursion(z, rounds))
+        assert torch.equal(hbq.dequantize(bits), _matmul_reference(bits, torch.float32))
     for dtype in (torch.float16, torch.bfloat16, torch.float64):
         zd = z.to(dtype)
         assert torch.equal(hbq.quantize(zd, rounds), _reference_recursion(zd, rounds))
@@ -187,3 +193,36 @@ def test_scratch_buffers_never_alias_the_callers_tensors():
     bits_before = bits.clone()
     hbq.dequantize(bits)
     assert torch.equal(bits, bits_before)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, hbq._CHUNK])
+def test_chunked_cpu_round_trip_equals_the_whole_tensor_path(monkeypatch, chunk):
+    """The streamed M = 4 path (CPU, float32) gives the bits and values of the unchunked ops."""
+    monkeypatch.setattr(hbq, "_CHUNK", chunk)
+    gen = torch.Generator().manual_seed(2)
+    n = 3 * chunk + 5  # several chunks and a ragged last one
+    z = torch.rand(n, 3, generator=gen).mul(2).sub(1)
+    z.view(-1)[: len(EDGES)] = torch.tensor(EDGES)
+    z.view(-1)[-2:] = torch.tensor([2.0**-126, -(2.0**-126)])  # tiny values: the strict > of Eq. 2
+    assert hbq._can_stream(z, 4)
+    bits = hbq.quantize(z, 4)
+    whole = hbq._bits_from_indices(hbq._indices_from_features(z, 4), 4)
+    assert torch.equal(bits, whole)
+    assert hbq._can_stream_bits(bits)
+    for b in (bits, bits.bool()):
+        values = hbq.dequantize(b)
+        assert values.dtype == torch.float32
+        assert torch.equal(values, _matmul_reference(b, torch.float32))
+
+
+@pytest.mark.parametrize("bad", [1.5, -1.0001, float("nan")])
+def test_chunked_path_rejects_bad_values_in_a_later_chunk(monkeypatch, bad):
+    monkeypatch.setattr(hbq, "_CHUNK", 8)
+    z = torch.zeros(40, 1)
+    z[-1, 0] = bad
+    with pytest.raises(ValueError, match="NaN" if math.isnan(bad) else r"\[-1, 1\].*got values in"):
+        hbq.quantize(z, 4)
+    bits = torch.zeros(40, 1, 4, dtype=torch.uint8)
+    bits[-1, 0, 3] = 2
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        hbq.dequantize(bits)
