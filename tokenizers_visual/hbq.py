@@ -172,10 +172,14 @@ def _bits_from_indices(indices: torch.Tensor, rounds: int, owned: bool = False) 
 _SPREAD_MAX_ROUNDS = 7
 
 
+def _spread_factors(rounds: int) -> tuple[int, int]:
+    """The multiplier ``sum_k 2^(9k)`` and the byte mask ``sum_k 2^(8k)`` of the bit spread (above)."""
+    return sum(1 << (9 * k) for k in range(rounds)), sum(1 << (8 * k) for k in range(rounds))
+
+
 def _spread_bits(indices: torch.Tensor, rounds: int, owned: bool = False) -> torch.Tensor:
     lanes, dtype = (4, torch.int32) if rounds <= 4 else (8, torch.int64)
-    multiplier = sum(1 << (9 * k) for k in range(rounds))
-    byte_mask = sum(1 << (8 * k) for k in range(rounds))
+    multiplier, byte_mask = _spread_factors(rounds)
     in_place = owned and indices.dtype == dtype and indices.is_contiguous()
     packed = indices.mul_(multiplier) if in_place else indices.to(dtype).mul(multiplier)
     packed.bitwise_right_shift_(rounds - 1).bitwise_and_(byte_mask)
@@ -250,8 +254,7 @@ def _quantize_streamed(z: torch.Tensor) -> torch.Tensor:
     half = 2 ** (_GATHER_ROUNDS - 1)
     out = torch.empty(*z.shape, _GATHER_ROUNDS, dtype=torch.uint8)  # (..., C, 4)
     scratch = torch.empty(min(_CHUNK, z.numel()), dtype=torch.float32)
-    multiplier = sum(1 << (9 * k) for k in range(_GATHER_ROUNDS))
-    byte_mask = sum(1 << (8 * k) for k in range(_GATHER_ROUNDS))
+    multiplier, byte_mask = _spread_factors(_GATHER_ROUNDS)
     words = out.view(torch.int32).reshape(-1)  # one int32 of 4 bit bytes per value
     for values, packed in zip(z.reshape(-1).split(_CHUNK), words.split(_CHUNK)):
         lo, hi = torch.aminmax(values)
