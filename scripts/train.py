@@ -88,6 +88,16 @@ def init_distributed(launched: bool) -> int:
     return local_rank
 
 
+def close_distributed() -> None:
+    """Destroy the process group before the interpreter exits.
+
+    Left to interpreter teardown, gloo's worker threads can outlive the objects they hold and a
+    rank dies with SIGABRT ("terminate called without an active exception") after the run is done.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -133,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as err:
         logger.error("%s", err)
         return 3
+    finally:
+        close_distributed()
     if tr.is_main:
         logger.info("done: %d steps in %s", tr.step, tr.out_dir)
     return 0

@@ -139,6 +139,12 @@ def init_distributed(local_rank: int | None) -> tuple[int, int, torch.device, bo
     return dist.get_rank(), dist.get_world_size(), device, True
 
 
+def close_distributed() -> None:
+    """Destroy the process group before exit (else gloo's threads can SIGABRT a finished rank)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_data(cfg: TrainTokenizerConfig, rank: int, world: int, skipped: SkipCounter):
     """Training batches (sharded by rank) and held-out sources, per modality."""
     train, held_out = {}, {}
@@ -460,12 +466,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", tr.out_dir)
     if checkpoint is not None:
         load_checkpoint(tr, checkpoint)
-    train(tr)
-    results = None
-    if tr.is_main:
-        results = evaluate(tr)
-        save_final(tr)
-    barrier(tr)
+    try:
+        train(tr)
+        results = None
+        if tr.is_main:
+            results = evaluate(tr)
+            save_final(tr)
+        barrier(tr)
+    finally:
+        close_distributed()
     return results
 
 
