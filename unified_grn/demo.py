@@ -175,6 +175,7 @@ def _video_result(result: T2VResult) -> dict:
             "direction": m.direction,
             "persistence": m.persistence,
             "smoothness": m.smoothness,
+            "direction_any_shape": m.direction_any_shape,
             "tracked_fraction": _num(m.tracked_fraction),
             "travel_px": _num(m.travel),
             "drift_px": _num(m.drift),

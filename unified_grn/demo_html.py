@@ -66,7 +66,8 @@ def _motion_table(score: dict) -> str:
     rows = "".join(
         f"<tr><td>{escape(m['motion'])}</td><td>{_verdict(m['correct'])}</td>"
         f"<td>direction {'✓' if m['direction'] else '✗'}, persistence {'✓' if m['persistence'] else '✗'}, "
-        f"smoothness {'✓' if m['smoothness'] else '✗'}</td>"
+        f"smoothness {'✓' if m['smoothness'] else '✗'} "
+        f"(direction, any shape: {'✓' if m['direction_any_shape'] else '✗'})</td>"
         f"<td>tracked {_pct(m['tracked_fraction'])}, travel {m['travel_px']} px, drift {m['drift_px']} px</td></tr>"
         for m in score["motions"]
     )

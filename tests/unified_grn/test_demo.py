@@ -130,6 +130,7 @@ def test_quick_demo_writes_every_file(quick_run):
     for name in ("t2v", "i2v"):
         video = sections[name]
         assert {"correct", "no_extra", "motions"} <= video["score"].keys()
+        assert all({"direction", "direction_any_shape"} <= m.keys() for m in video["score"]["motions"])
         mp4, gif = load_video(out / video["mp4"]), load_video(out / video["gif"])
         assert mp4.shape == gif.shape == (FRAMES, SIZE, SIZE, 3) and video["num_frames"] == FRAMES
         assert np.abs(mp4.astype(int) - gif.astype(int)).mean() < 40  # the same clip, two codecs

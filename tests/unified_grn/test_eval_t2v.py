@@ -7,10 +7,13 @@ captions of other clips 0.000.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from unified_grn.data import moving_shapes as ms
+from unified_grn.data.shapes import SHAPES
 from unified_grn.eval.detect import detect_objects
 from unified_grn.eval.t2v import evaluate_t2v, score_detections, score_t2v, summarize_t2v
 
@@ -37,6 +40,7 @@ def test_ground_truth_near_perfect(clips):
     r = report(clips)
     print(f"T2V ground truth ({N_CLIPS} clips, 64 px, T=9): {r.to_dict()}")
     assert r.overall >= 0.98 and r.direction >= 0.98 and r.persistence >= 0.98 and r.smoothness >= 0.98
+    assert r.direction_any_shape >= 0.98
     full = evaluate_t2v((v, c) for v, c, _ in clips[:4])  # the full path, from pixels
     assert full.overall == 1.0
 
@@ -44,7 +48,7 @@ def test_ground_truth_near_perfect(clips):
 def test_reversed_clips_fail_direction(clips):
     r = report(clips, frames_of=lambda d: d[::-1])
     print(f"T2V reversed: {r.to_dict()}")
-    assert r.direction == 0.0 and r.overall == 0.0
+    assert r.direction == 0.0 and r.overall == 0.0 and r.direction_any_shape == 0.0
     assert r.persistence >= 0.98  # the objects are still there: only the direction is wrong
 
 
@@ -64,7 +68,24 @@ def test_shuffled_clips_fail_consistency(clips):
 
 def test_static_clips_fail(clips):
     r = report(clips, frames_of=lambda d: [d[0]] * len(d))
-    assert r.overall == 0.0 and r.direction == 0.0
+    assert r.overall == 0.0 and r.direction == 0.0 and r.direction_any_shape == 0.0
+
+
+def _other_shape(caption: str) -> str:
+    """The caption with every object's shape replaced by the next shape of the world."""
+    motions = ms.parse_video_caption(caption)
+    nxt = {s: SHAPES[(i + 1) % len(SHAPES)] for i, s in enumerate(SHAPES)}
+    return ms.format_video_caption([dataclasses.replace(m, shape=nxt[m.shape]) for m in motions])
+
+
+def test_wrong_shape_fails_direction_but_not_direction_any_shape(clips):
+    """The diagnostic ignores shape: a clip of the right colours moving the right way passes it."""
+    r = report(clips, caption_of=lambda i, c: _other_shape(c))
+    print(f"T2V wrong shapes: {r.to_dict()}")
+    assert r.direction == 0.0 and r.persistence == 0.0 and r.overall == 0.0
+    assert r.direction_any_shape >= 0.9
+    flipped = report(clips, frames_of=lambda d: d[::-1], caption_of=lambda i, c: _other_shape(c))
+    assert flipped.direction_any_shape == 0.0
 
 
 def test_wrong_captions_fail(clips):

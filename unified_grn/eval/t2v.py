@@ -19,6 +19,12 @@ The design validated in ``shared/research/data_eval_offline.md`` §5 (d) (100 % 
 ``direction`` and ``smoothness`` also require ``persistence``. A clip is ``correct`` when every
 motion passes all three and, in at least 75 % of the frames, the detector finds exactly as many
 objects as the caption names (``no_extra``).
+
+A diagnostic beside the score, as the T2I checker's colour / shape checks: ``direction_any_shape``
+runs the same direction test with the shape ignored, on the largest object of the motion's colour
+in each frame (tracked in at least ``MIN_TRACKED`` of the frames; no area test). A model that moves
+the right colour the right way but draws the wrong shape, or lets the shape morph between frames,
+passes it and fails ``direction``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class MotionResult:
     travel: float  # fitted displacement along the commanded axis over the clip, px
     drift: float  # fitted displacement across it over the clip, px (absolute)
     max_residual: float  # px
+    direction_any_shape: bool = False  # the direction test on the largest object of its colour
 
     @property
     def correct(self) -> bool:
@@ -87,10 +94,11 @@ class T2VReport:
     smoothness: float
     no_extra: float
     n: int
+    direction_any_shape: float = 0.0
     results: list[T2VResult] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        keys = ("overall", "direction", "persistence", "smoothness", "no_extra", "n")
+        keys = ("overall", "direction", "persistence", "smoothness", "no_extra", "direction_any_shape", "n")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -105,6 +113,36 @@ def _matches(dets: list[Detection], motion: Motion) -> list[Detection]:
     return [d for d in dets if (d.color, d.shape) == (motion.color, motion.shape)]
 
 
+def _fit_line(
+    hits: list[tuple[int, Detection]], motion: Motion, num_frames: int
+) -> tuple[float, float, float]:
+    """``(travel, drift, max_residual)`` of a least-squares line through the hits' centroids."""
+    t = np.array([h[0] for h in hits], np.float64)
+    c = np.array([(d.cx, d.cy) for _, d in hits])  # (N, 2)
+    slope, intercept = np.polyfit(t, c, 1)  # (2,), (2,)
+    residual = float(np.linalg.norm(c - (t[:, None] * slope + intercept), axis=1).max())
+    want = np.asarray(DIRECTIONS[motion.direction], np.float64)
+    travel = float(slope @ want) * (num_frames - 1)
+    drift = abs(float(slope @ want[::-1])) * (num_frames - 1)
+    return travel, drift, residual
+
+
+def _moves_right_way(travel: float, drift: float, size: float) -> bool:
+    return travel >= MIN_TRAVEL * size and travel > DOMINANCE * drift
+
+
+def _direction_any_shape(motion: Motion, frames: list[list[Detection]], size: float, num_frames: int) -> bool:
+    hits = [
+        (t, max(ms, key=lambda d: d.area))
+        for t, dets in enumerate(frames)
+        if (ms := [d for d in dets if d.color == motion.color])
+    ]  # (frame, the largest detection of the motion's colour)
+    if len(hits) < 2 or len(hits) / num_frames < MIN_TRACKED:
+        return False
+    travel, drift, _ = _fit_line(hits, motion, num_frames)
+    return _moves_right_way(travel, drift, size)
+
+
 def score_motion(
     motion: Motion, frames: list[list[Detection]], size: float, num_frames: int | None = None
 ) -> MotionResult:
@@ -114,21 +152,18 @@ def score_motion(
         (t, ms[0]) for t, dets in enumerate(frames) if len(ms := _matches(dets, motion)) == 1
     ]  # (frame, detection) where the object is tracked
     tracked = len(hits) / num_frames
+    any_shape = _direction_any_shape(motion, frames, size, num_frames)
     areas = np.array([d.area for _, d in hits])
     area_cv = float(areas.std() / areas.mean()) if len(hits) else np.inf
     persistence = tracked >= MIN_TRACKED and len(hits) >= 2 and area_cv <= MAX_AREA_CV
     if len(hits) < 2:
-        return MotionResult(motion, False, False, False, tracked, 0.0, 0.0, np.inf)
-    t = np.array([h[0] for h in hits], np.float64)
-    c = np.array([(d.cx, d.cy) for _, d in hits])  # (N, 2)
-    slope, intercept = np.polyfit(t, c, 1)  # (2,), (2,)
-    residual = float(np.linalg.norm(c - (t[:, None] * slope + intercept), axis=1).max())
-    want = np.asarray(DIRECTIONS[motion.direction], np.float64)
-    travel = float(slope @ want) * (num_frames - 1)
-    drift = abs(float(slope @ want[::-1])) * (num_frames - 1)
-    direction = persistence and travel >= MIN_TRAVEL * size and travel > DOMINANCE * drift
+        return MotionResult(motion, False, False, False, tracked, 0.0, 0.0, np.inf, any_shape)
+    travel, drift, residual = _fit_line(hits, motion, num_frames)
+    direction = persistence and _moves_right_way(travel, drift, size)
     smoothness = persistence and residual < MAX_RESIDUAL * size
-    return MotionResult(motion, persistence, direction, smoothness, tracked, travel, drift, residual)
+    return MotionResult(
+        motion, persistence, direction, smoothness, tracked, travel, drift, residual, any_shape
+    )
 
 
 def score_t2v(video: np.ndarray, caption: str) -> T2VResult:
@@ -162,6 +197,7 @@ def summarize_t2v(results: list[T2VResult]) -> T2VReport:
         smoothness=float(np.mean([m.smoothness for m in motions])),
         no_extra=float(np.mean([r.no_extra for r in results])),
         n=len(results),
+        direction_any_shape=float(np.mean([m.direction_any_shape for m in motions])),
         results=results,
     )
 
