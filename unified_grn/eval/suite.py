@@ -3,7 +3,8 @@
 Prompts come from the ``test`` split of each procedural world (``shapes``, ``moving-shapes``,
 ``shapes-chat``; item ``i`` is a pure function of ``(seed, "test", i)``), which no training run
 reads: text-to-image (GenEval-style ``overall``, per task), text-to-video (direction, persistence),
-class-to-image (every class of ``shapes.CLASS_NAMES``), and chat (each assistant turn of a test
+image-to-video (the same caption with the test clip's true first frame given, scored by the same
+checker: how much of text-to-video's failure is the later frames alone), class-to-image (every class of ``shapes.CLASS_NAMES``), and chat (each assistant turn of a test
 conversation, answered by ``model.chat`` with the true history before it, scored by
 ``chat.score_turn``). ``evaluate_model`` returns one JSON-ready dict; the numbers in
 ``checkpoints/grn-shapes/MODEL_CARD.md`` are made by ``scripts/evaluate_model.py``.
@@ -40,6 +41,8 @@ class SuiteConfig:
     Attributes:
         num_t2i: text-to-image prompts (distinct test captions).
         num_t2v: text-to-video prompts.
+        num_i2v: image-to-video clips (the first ``num_i2v`` text-to-video test clips, their true
+            first frame given; 0 skips it).
         c2i_per_class: samples per class for class-to-image (0 skips it).
         num_chat: test conversations whose assistant turns are answered (0 skips chat).
         data_seed: seed of the procedural test splits (the datasets' ``--seed``).
@@ -61,6 +64,7 @@ class SuiteConfig:
 
     num_t2i: int = 100
     num_t2v: int = 24
+    num_i2v: int = 0
     c2i_per_class: int = 3
     num_chat: int = 40
     data_seed: int = 0
@@ -80,20 +84,22 @@ class SuiteConfig:
 
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
     """The first ``n`` distinct captions of the ``test`` split of ``world`` (``shapes`` / ``moving-shapes``)."""
+    return [example["text"] for example in _heldout_examples(world, n, seed, size)]
+
+
+def _heldout_examples(world: str, n: int, seed: int, size: int) -> list[dict[str, Any]]:
+    """The test examples behind :func:`heldout_prompts` (the first with each distinct caption)."""
     make = {
-        "shapes": lambda i: make_shapes_example(seed, i, size=size, split="test")["text"],
-        "moving-shapes": lambda i: make_moving_shapes_example(seed, i, size=size, num_frames=5, split="test")[
-            "text"
-        ],
+        "shapes": lambda i: make_shapes_example(seed, i, size=size, split="test"),
+        "moving-shapes": lambda i: make_moving_shapes_example(seed, i, size=size, num_frames=5, split="test"),
     }[world]
-    prompts: list[str] = []
+    examples: dict[str, dict[str, Any]] = {}
     i = 0
-    while len(prompts) < n and i < 50 * n + 100:
-        text = make(i)
-        if text not in prompts:
-            prompts.append(text)
+    while len(examples) < n and i < 50 * n + 100:
+        example = make(i)
+        examples.setdefault(example["text"], example)
         i += 1
-    return prompts
+    return list(examples.values())
 
 
 def chat_turn_cases(n: int, seed: int = 0, size: int = 64) -> list[tuple[list[dict], dict]]:
@@ -152,6 +158,23 @@ def _videos(model, prompts: list[str], cfg: SuiteConfig) -> list[np.ndarray]:
     return out
 
 
+def _i2v(model, cfg: SuiteConfig) -> dict[str, Any] | None:
+    if cfg.num_i2v <= 0:
+        return None
+    examples = _heldout_examples("moving-shapes", cfg.num_i2v, cfg.data_seed, cfg.size)
+    prompts = [example["text"] for example in examples]
+    out = []
+    for start, chunk in _batches(examples, cfg.batch_size):
+        seeds = [cfg.seed + start + j for j in range(len(chunk))]
+        result = model.generate(
+            [e["text"] for e in chunk], modality="video", image=[e["video"][0] for e in chunk],
+            height=cfg.size, width=cfg.size, seed=seeds, output_type="np", progress_bar=False,
+            **_sampling(cfg),
+        )  # fmt: skip
+        out.extend(list(result.videos))
+    return evaluate_t2v(zip(out, prompts)).to_dict()
+
+
 def _chat(model, cfg: SuiteConfig) -> dict[str, Any] | None:
     if not hasattr(model, "chat"):
         logger.warning("this model has no chat(); the chat section is skipped")
@@ -173,6 +196,7 @@ def evaluate_model(model, cfg: SuiteConfig | None = None) -> dict[str, Any]:
     sections = {
         "t2i": lambda: _t2i(model, cfg),
         "t2v": lambda: _t2v(model, cfg),
+        "i2v": lambda: _i2v(model, cfg),
         "c2i": lambda: _c2i(model, cfg),
         "chat": lambda: _chat(model, cfg) if cfg.num_chat > 0 else None,
         "ceiling": lambda: _ceiling(model, cfg),
