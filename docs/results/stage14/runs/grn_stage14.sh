@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Stage 14 (session 12): is text-to-video bound by its share of the data? INIT's weights + 900 steps at
+# Stage 14 (session 12): is text-to-video bound by its share of the data? INIT's weights + 700 steps at
 # batch 96 (two micro-batches of 48) with the moving-shapes weight doubled (2.0 -> 4.0: video goes from
 # 20 % to 33 % of the steps; every other source and the per-task p_t law as in stage 11), fresh AdamW,
-# lr 3e-4 after 100 warm-up steps, constant to step 600, then linear to 3e-5 at 900 (86,400 samples),
+# lr 3e-4 after 100 warm-up steps, constant to step 450, then linear to 3e-5 at 700 (67,200 samples),
 # run seed 2. Two threads, about 22 steps/min. INIT: the better of stage 11 (checkpoints/grn-shapes)
 # and stage 13 exported. Resume with RESUME=--resume.
 set -euo pipefail
@@ -18,6 +18,6 @@ python scripts/train.py --config configs/train/shapes.yaml ${RESUME:-} run.progr
   model.visual_tokenizer=checkpoints/grn-shapes/visual_tokenizer \
   "model.overrides={num_class_tokens: 18, pt_logit_by_task: {c2i: [-0.8, 0.8]}}" "data.sources=$SOURCES" \
   data.batch_size=${BATCH:-96} data.micro_batch_size=${MICRO:-48} run.output_dir=${RUN:-outputs/grn-shapes-s14} \
-  run.max_steps=${STEPS:-900} run.seed=${SEED:-2} optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear \
-  optim.decay_start=${DECAY:-600} optim.min_lr_ratio=0.1 run.checkpoint_every=50 run.keep_checkpoints=3
+  run.max_steps=${STEPS:-700} run.seed=${SEED:-2} optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear \
+  optim.decay_start=${DECAY:-450} optim.min_lr_ratio=0.1 run.checkpoint_every=50 run.keep_checkpoints=3
 date
