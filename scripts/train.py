@@ -22,12 +22,12 @@ import argparse
 import logging
 import os
 import socket
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
+from tokenizers_visual.dist_utils import close_distributed, exit_process
 from unified_grn.training import (
     ConfigError,
     NonFiniteLossError,
@@ -88,16 +88,6 @@ def init_distributed(launched: bool) -> int:
     return local_rank
 
 
-def close_distributed() -> None:
-    """Destroy the process group before the interpreter exits.
-
-    Left to interpreter teardown, gloo's worker threads can outlive the objects they hold and a
-    rank dies with SIGABRT ("terminate called without an active exception") after the run is done.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -151,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main(), distributed="WORLD_SIZE" in os.environ)  # set by launchers and init_distributed

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .dist_utils import close_distributed, exit_process
 from .losses import TokenizerLoss
 from .lpips import UNCALIBRATED_NOTE, build_lpips
 from .metrics import psnr, ssim
@@ -137,12 +138,6 @@ def init_distributed(local_rank: int | None) -> tuple[int, int, torch.device, bo
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), device, True
-
-
-def close_distributed() -> None:
-    """Destroy the process group before exit (else gloo's threads can SIGABRT a finished rank)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def build_data(cfg: TrainTokenizerConfig, rank: int, world: int, skipped: SkipCounter):
@@ -484,3 +479,4 @@ if __name__ == "__main__":
     except ConfigError as err:
         logger.error("config error: %s", err)
         sys.exit(2)
+    exit_process(0, distributed="WORLD_SIZE" in os.environ)  # set by the launchers

@@ -252,15 +252,25 @@ def test_two_process_deepspeed_zero2(tmp_path, image_dir):
     shutil.rmtree(out)
 
 
-def test_main_destroys_its_process_group(tmp_path, image_dir, monkeypatch):
-    """Left to interpreter teardown, gloo's threads SIGABRT a finished rank now and then."""
+def test_main_destroys_its_process_group(tmp_path, image_dir):
+    """Left to interpreter teardown, gloo's threads SIGABRT a finished rank now and then (a fresh
+    interpreter: DeepSpeed keeps its groups in module state across in-process runs)."""
     pytest.importorskip("deepspeed", reason="deepspeed is not installed (pip install -e '.[train]')")
-    import torch.distributed as dist
-
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}
-    for key, value in {**env, "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu"}.items():
-        monkeypatch.setenv(key, value)
     out = tmp_path / "one-rank"
-    main([*_args(out, image_dir, "run.max_steps=1", "run.zero_stage=2"), "--local_rank", "0"])
-    assert (out / "final").is_dir()
-    assert not dist.is_initialized()
+    code = (
+        "import sys\n"
+        "import torch.distributed as dist\n"
+        "from tokenizers_visual.dist_utils import exit_process\n"
+        "from tokenizers_visual.train import main\n"
+        "main(sys.argv[1:])\n"
+        "print('initialized after main:', dist.is_initialized())\n"
+        "exit_process(0, distributed=True)\n"
+    )
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}
+    env = {**os.environ, **env, "LOCAL_RANK": "0", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-c", code, *_args(out, image_dir, "run.max_steps=1", "run.zero_stage=2")]
+    proc = subprocess.run(
+        [*cmd, "--local_rank", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "initialized after main: False" in proc.stdout and (out / "final").is_dir()

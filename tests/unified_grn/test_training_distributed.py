@@ -109,23 +109,27 @@ def test_two_process_zero3_trains_resumes_and_exports(tmp_path):
     _try_generate(model)
 
 
-def test_train_main_destroys_its_process_group(tmp_path, monkeypatch):
-    """Left to interpreter teardown, gloo's threads SIGABRT a finished rank now and then."""
-    import importlib.util
+def test_train_main_destroys_its_process_group(tmp_path):
+    """Left to interpreter teardown, gloo's threads SIGABRT a finished rank now and then.
 
-    import torch.distributed as dist
-
-    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.setenv(key, "")  # restored at teardown: the group of one sets them
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    In a fresh interpreter: DeepSpeed keeps its groups in module state, so a second in-process
+    initialisation after a destroyed group fails (a test worker may have run one already).
+    """
+    code = (
+        "import importlib.util, sys\n"
+        "import torch.distributed as dist\n"
+        f"spec = importlib.util.spec_from_file_location('train_script', {SCRIPT!r})\n"
+        "script = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(script)\n"
+        "code = script.main(sys.argv[1:])\n"
+        "print('initialized after main:', dist.is_initialized())\n"
+        "script.exit_process(code, distributed=True)\n"
+    )
     args = ["--deepspeed", "zero2", f"output_dir={tmp_path}", "max_steps=1", "run.export_final=false"]
-    assert script.main([*COMMON, *args]) == 0
+    proc = _run([sys.executable, "-c", code, *COMMON, *args])
+    _check(proc)
+    assert "initialized after main: False" in proc.stdout
     assert [r["step"] for r in _rows(tmp_path)] == [1]
-    assert not dist.is_initialized()
 
 
 def _try_generate(model) -> None:

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from transformers import AutoModelForCausalLM
 from transformers.integrations import HfDeepSpeedConfig
 
+from tokenizers_visual.dist_utils import close_distributed, exit_process
 from unified_grn import GRNForConditionalGeneration
 from unified_grn.loading import embedding_rms
 
@@ -43,8 +44,9 @@ def main() -> None:
         with open(out, "w") as f:
             json.dump(record, f)
     dist.barrier()
-    dist.destroy_process_group()
+    close_distributed()
 
 
 if __name__ == "__main__":
     main()
+    exit_process(0, distributed=True)  # as the trainers: no interpreter teardown under gloo
