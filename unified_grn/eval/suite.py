@@ -3,11 +3,12 @@
 Prompts come from the ``test`` split of each procedural world (``shapes``, ``moving-shapes``,
 ``shapes-chat``; item ``i`` is a pure function of ``(seed, "test", i)``), which no training run
 reads: text-to-image (GenEval-style ``overall``, per task), text-to-video (direction, persistence),
-image-to-video (the same caption with the test clip's true first frame given, scored by the same
-checker: how much of text-to-video's failure is the later frames alone), class-to-image (every class of ``shapes.CLASS_NAMES``), and chat (each assistant turn of a test
-conversation, answered by ``model.chat`` with the true history before it, scored by
-``chat.score_turn``). ``evaluate_model`` returns one JSON-ready dict; the numbers in
-``checkpoints/grn-shapes/MODEL_CARD.md`` are made by ``scripts/evaluate_model.py``.
+image-to-video (the same captions with each test clip's true first frame given, scored by the same
+checker: how much of text-to-video's failure is the later frames alone), class-to-image (every
+class of ``shapes.CLASS_NAMES``), and chat (each assistant turn of a test conversation, answered by
+``model.chat`` with the true history before it, scored by ``chat.score_turn``). ``evaluate_model``
+returns one JSON-ready dict; the numbers in ``checkpoints/grn-shapes/MODEL_CARD.md`` are made by
+``scripts/evaluate_model.py``.
 """
 
 from __future__ import annotations
@@ -146,13 +147,17 @@ def _images(model, prompts: list, cfg: SuiteConfig) -> list:
     return out
 
 
-def _videos(model, prompts: list[str], cfg: SuiteConfig) -> list[np.ndarray]:
+def _videos(
+    model, prompts: list[str], cfg: SuiteConfig, first_frames: list | None = None
+) -> list[np.ndarray]:
+    """Text-to-video clips, or image-to-video ones when each prompt has a first frame."""
     out = []
     for start, chunk in _batches(prompts, cfg.batch_size):
         seeds = [cfg.seed + start + j for j in range(len(chunk))]
+        images = {} if first_frames is None else {"image": first_frames[start : start + len(chunk)]}
         result = model.generate(
             chunk, modality="video", height=cfg.size, width=cfg.size, seed=seeds, output_type="np",
-            progress_bar=False, **_sampling(cfg),
+            progress_bar=False, **images, **_sampling(cfg),
         )  # fmt: skip
         out.extend(list(result.videos))
     return out
@@ -163,16 +168,8 @@ def _i2v(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     examples = _heldout_examples("moving-shapes", cfg.num_i2v, cfg.data_seed, cfg.size)
     prompts = [example["text"] for example in examples]
-    out = []
-    for start, chunk in _batches(examples, cfg.batch_size):
-        seeds = [cfg.seed + start + j for j in range(len(chunk))]
-        result = model.generate(
-            [e["text"] for e in chunk], modality="video", image=[e["video"][0] for e in chunk],
-            height=cfg.size, width=cfg.size, seed=seeds, output_type="np", progress_bar=False,
-            **_sampling(cfg),
-        )  # fmt: skip
-        out.extend(list(result.videos))
-    return evaluate_t2v(zip(out, prompts)).to_dict()
+    videos = _videos(model, prompts, cfg, first_frames=[example["video"][0] for example in examples])
+    return evaluate_t2v(zip(videos, prompts)).to_dict()
 
 
 def _chat(model, cfg: SuiteConfig) -> dict[str, Any] | None:
