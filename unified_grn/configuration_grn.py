@@ -162,6 +162,11 @@ class GRNConfig(PreTrainedConfig):
         visual_focal_gamma (`float`, defaults to 0.0): focal exponent on the slot cross-entropy in
             ``loss`` (``(1 - p_true) ** gamma`` per slot, Lin et al. 2017; not in the paper): 0 is
             Eq. 7; ``visual_loss`` in the output always reports Eq. 7 itself.
+        visual_round_weights (`list[float] | None`, defaults to `None`): one weight per HBQ round
+            (coarse to fine, GRN_bit only) on the slot cross-entropy in ``loss``, normalised by
+            their mean so the loss keeps Eq. 7's scale; e.g. ``[1, 1, 0.5, 0.25]`` spends more of
+            the gradient on rounds 1-2, where the shapes worlds' object shape lives. Not in the
+            paper; ``None`` is Eq. 7, and ``visual_loss`` always reports Eq. 7 itself.
         visual_init_std (`float | None`, defaults to `None`): init std of the HBQ input rows;
             ``None`` uses the backbone's ``initializer_range``; ``from_backbone`` stores the RMS of
             the pretrained text embedding here so visual and text inputs start at the same scale.
@@ -190,6 +195,7 @@ class GRNConfig(PreTrainedConfig):
     pt_frequency_dim: int = 256
     text_loss_weight: float = 1.0
     visual_focal_gamma: float = 0.0
+    visual_round_weights: list[float] | None = None
     visual_init_std: float | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -197,6 +203,7 @@ class GRNConfig(PreTrainedConfig):
         self.max_latent_grid = [int(x) for x in self.max_latent_grid]
         self._check_choices()
         self._resolve_channels_and_rounds()
+        self._check_round_weights()
         if self.text_config.vocab_size < self.min_backbone_vocab_size:
             logger.info(
                 "text_config.vocab_size %d -> %d (text ids + GRN specials)",
@@ -243,6 +250,23 @@ class GRNConfig(PreTrainedConfig):
         """``(mean, std)`` of the ``p_t`` logit-normal for a target block of ``task``."""
         law = (self.pt_logit_by_task or {}).get(task)
         return (law[0], law[1]) if law is not None else (self.pt_logit_mean, self.pt_logit_std)
+
+    def _check_round_weights(self) -> None:
+        weights = self.visual_round_weights
+        if weights is None:
+            return
+        if self.variant != "bit":
+            raise ValueError(
+                "visual_round_weights needs variant='bit' (GRN_ind predicts all rounds as one class)."
+            )
+        if not isinstance(weights, (list, tuple)) or len(weights) != self.num_rounds:
+            raise ValueError(
+                f"visual_round_weights must list one weight per HBQ round ({self.num_rounds}), got {weights!r}."
+            )
+        weights = [float(w) for w in weights]
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"visual_round_weights must be >= 0 with a positive sum, got {weights}.")
+        self.visual_round_weights = weights
 
     def _resolve_channels_and_rounds(self) -> None:
         vt = self.visual_tokenizer_config

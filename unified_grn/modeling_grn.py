@@ -262,7 +262,8 @@ class GRNForConditionalGeneration(GRNGenerationMixin, GRNPrefixCacheMixin, GRNPr
         """Eq. 7 per target block (mean over its positions and slots), then mean over blocks.
 
         Returns ``(eq7_loss, logits, targets, training_term)``: the term added to ``loss`` is the
-        focal-weighted Eq. 7 when ``config.visual_focal_gamma > 0`` (else Eq. 7 itself), or a
+        focal- and / or round-weighted Eq. 7 when ``config.visual_focal_gamma > 0`` or
+        ``config.visual_round_weights`` is set (else Eq. 7 itself), or a
         zero-weight touch of the head when no block is a target.
         """
         if visual is None or not bool(visual.is_target.any()):
@@ -274,10 +275,13 @@ class GRNForConditionalGeneration(GRNGenerationMixin, GRNPrefixCacheMixin, GRNPr
         num_blocks = visual.kept_fraction.shape[0]
         ce = objective.slot_cross_entropy(logits, targets)  # (N_t, K), once for both terms
         loss = objective.block_mean(ce, blocks, num_blocks)
-        gamma = self.config.visual_focal_gamma
-        term = (
-            objective.block_mean(objective.focal_weighted(ce, gamma), blocks, num_blocks) if gamma else loss
-        )
+        gamma, weights = self.config.visual_focal_gamma, self.config.visual_round_weights
+        term = loss
+        if gamma or weights is not None:
+            weighted = objective.round_weighted(
+                objective.focal_weighted(ce, gamma), weights, self.config.num_rounds
+            )
+            term = objective.block_mean(weighted, blocks, num_blocks)
         return loss, logits, targets, term
 
     def _text_loss(self, hidden: torch.Tensor, text_targets: torch.Tensor | None):

@@ -22,7 +22,7 @@ class GRNOutput(ModelOutput):
 
     Attributes:
         loss: ``visual_loss + text_loss_weight * text_loss`` (terms that exist), scalar; with
-            ``visual_focal_gamma > 0`` its visual term is the focal-weighted Eq. 7.
+            ``visual_focal_gamma > 0`` or ``visual_round_weights`` its visual term is the weighted Eq. 7.
         visual_loss: mean over target blocks of the per-block mean slot cross-entropy (Eq. 7).
         text_loss: mean next-token cross-entropy over positions with a text target.
         visual_logits: ``(N_t, K, classes)`` logits at the target visual positions.

@@ -24,6 +24,7 @@ __all__ = [
     "block_mean_cross_entropy",
     "corrupt_labels",
     "focal_weighted",
+    "round_weighted",
     "prepare_visual_inputs",
     "rand",
     "randint",
@@ -187,6 +188,23 @@ def focal_weighted(ce: torch.Tensor, gamma: float) -> torch.Tensor:
     # 1 - p_true = -expm1(-ce); the clamp keeps d/dx x**gamma finite (gamma < 1) where ce is 0
     miss = (-torch.expm1(-ce)).clamp(min=torch.finfo(ce.dtype).tiny)
     return miss**gamma * ce
+
+
+def round_weighted(ce: torch.Tensor, weights: list[float] | None, num_rounds: int) -> torch.Tensor:
+    """Each slot's loss times its HBQ round's weight over the mean weight (not part of GRN).
+
+    ``ce`` is ``(N, K)`` with round-major slots (``K = M * C``, :mod:`unified_grn.vocab`), so the
+    mean over slots of the result is ``sum_m w_m L_m / sum_m w_m`` for per-round means ``L_m``:
+    equal weights (or ``None``) return ``ce`` itself, and the overall scale stays Eq. 7's.
+    """
+    if weights is None:
+        return ce
+    w = ce.new_tensor(weights)
+    if w.numel() != num_rounds or ce.shape[-1] % num_rounds:
+        raise ValueError(f"{w.numel()} round weights for {num_rounds} rounds and {ce.shape[-1]} slots.")
+    per_round = rearrange(ce, "n (m c) -> n m c", m=num_rounds)
+    scaled = per_round * (w / w.mean())[:, None]  # (N, M, C)
+    return rearrange(scaled, "n m c -> n (m c)")
 
 
 def block_mean(per_slot: torch.Tensor, block_index: torch.Tensor, num_blocks: int) -> torch.Tensor:

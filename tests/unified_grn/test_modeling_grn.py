@@ -14,7 +14,8 @@ from unified_grn import (
     VisualSegment,
 )
 from unified_grn.attention_masks import build_visibility, prefix_visual_mask, to_additive_mask
-from unified_grn.objective import block_mean_cross_entropy
+from unified_grn.objective import block_mean, block_mean_cross_entropy, slot_cross_entropy
+from unified_grn.objective import round_weighted as objective_round_weighted
 from unified_grn.utils.import_utils import is_flex_attention_available
 
 C, M = 16, 4  # hbq-tiny
@@ -103,6 +104,47 @@ def test_focal_gamma_changes_the_training_term_only():
     assert torch.allclose(focal.loss - focal.text_loss, expected) and expected < 0.8 * focal.visual_loss
     with pytest.raises(ValueError, match="visual_focal_gamma must be >= 0"):
         GRNConfig.from_preset("GRN-tiny", visual_focal_gamma=-1.0)
+
+
+def test_round_weights_change_the_training_term_only():
+    """Equal weights are Eq. 7; ``[1, 0, ...]`` trains on round 1 alone; ``visual_loss`` stays Eq. 7."""
+    model = tiny()
+    batch = collate(model, mixed_samples(model))
+    m, c = model.config.num_rounds, model.config.num_channels
+
+    def run(weights):
+        model.zero_grad()
+        model.config.visual_round_weights = weights
+        out = model(**batch.as_dict(), generator=torch.Generator().manual_seed(0))
+        out.visual_logits.retain_grad()
+        out.loss.backward()
+        return out
+
+    plain, equal = run(None), run([2.0] * m)
+    assert torch.allclose(equal.loss, plain.loss) and torch.equal(equal.visual_loss, plain.visual_loss)
+    first = run([1.0] + [0.0] * (m - 1))
+    assert torch.equal(first.visual_loss, plain.visual_loss)
+    blocks = torch.tensor([0] * 4 + [1] * 8 + [2] * 4)  # T2I 1x2x2, T2V 2x2x2, C2I 1x2x2 positions
+    ce = slot_cross_entropy(first.visual_logits, first.visual_targets)[:, :c]  # round 1's slots
+    assert torch.allclose(first.loss - first.text_loss, block_mean(ce, blocks, 3))
+    grad = first.visual_logits.grad  # (N_t, K, 2), slots round-major
+    assert grad[:, c:].abs().max() == 0 and grad[:, :c].abs().max() > 0
+    assert objective_round_weighted(torch.ones(2, m * c), [3.0] + [1.0] * (m - 1), m).mean() == 1.0
+
+
+@pytest.mark.parametrize(
+    "weights,match",
+    [
+        ([1.0], "one weight per HBQ round"),
+        ([1.0, -1.0, 1.0, 1.0], ">= 0 with a positive sum"),
+        ([0.0] * 4, "positive"),
+    ],
+)
+def test_round_weights_are_validated(weights, match):
+    with pytest.raises(ValueError, match=match):
+        GRNConfig.from_preset("GRN-tiny", visual_round_weights=weights)
+    with pytest.raises(ValueError, match="needs variant='bit'"):
+        GRNConfig.from_preset("GRN-tiny", variant="ind", visual_round_weights=[1.0] * 4)
 
 
 @pytest.mark.parametrize(

@@ -277,16 +277,27 @@ def test_local_backbone_and_init_from(tmp_path):
         ConfigError, match=r"model.overrides \['num_rounds'\] cannot apply with model.backbone"
     ):
         _run(tmp_path / "x", "max_steps=1", backbone, "model.overrides={num_rounds: 2}")
-    objective = "model.overrides={num_class_tokens: 18, visual_focal_gamma: 1.5, pt_logit_mean: -0.8}"
+    objective = (
+        "model.overrides={num_class_tokens: 18, visual_focal_gamma: 1.5, pt_logit_mean: -0.8, "
+        "visual_round_weights: [1, 1, 0.5, 0.25]}"
+    )
     tr = _run(tmp_path / "a", "max_steps=2", backbone, "model.backbone_lr=1e-5", objective)
     assert tr.model.config.text_config.hidden_size == 32
     assert (tr.model.config.visual_focal_gamma, tr.model.config.pt_logit_mean) == (1.5, -0.8)  # not dropped
+    assert tr.model.config.visual_round_weights == [1.0, 1.0, 0.5, 0.25]
     layer = "backbone.model.layers.0.mlp.up_proj.weight"
     assert not torch.equal(tr.model.state_dict()[layer], lm.state_dict()["model.layers.0.mlp.up_proj.weight"])
     again = _run(
         tmp_path / "b", "max_steps=1", f"model.init_from={tmp_path / 'a' / 'final'}", "optim.lr=1e-9"
     )
     assert torch.allclose(again.model.state_dict()[layer], tr.model.state_dict()[layer], atol=1e-6)
+    with pytest.raises(ValueError, match="one weight per HBQ round"):
+        _run(
+            tmp_path / "c",
+            "max_steps=1",
+            f"model.init_from={tmp_path / 'a' / 'final'}",
+            "model.overrides={visual_round_weights: [1, 1]}",
+        )
 
 
 def test_a_resumed_run_can_switch_to_a_decaying_lr(tmp_path):

@@ -166,6 +166,7 @@ OBJECTIVE_FIELDS = (
     "pt_logit_by_task",
     "text_loss_weight",
     "visual_focal_gamma",
+    "visual_round_weights",
 )
 
 
@@ -186,6 +187,7 @@ def init_from_overrides(config: GRNConfig, overrides: dict[str, Any]) -> GRNConf
                 "model.preset / model.backbone for the rest)"
             )
     config._check_choices()
+    config._check_round_weights()
     return config
 
 
