@@ -77,6 +77,12 @@ def test_identity_variant_has_zero_gap_and_modes_are_restored(caplog):
     assert report["gaps"]["same"] == 0.0 and report["variants"]["same"] == report["true"]
     assert report["gaps"]["next"] != 0.0 and report["n"] == 5
     assert len(report["per_round"]) == 4 and all(0 < v < 5 for v in report["per_round"])
+    assert report["gaps_per_round"]["same"] == [0.0] * 4
+    # every block is one 1x2x2 image, so the mean over rounds is the block-mean gap
+    by_round = report["gaps_per_round"]["next"]
+    assert any(v != 0 for v in by_round) and sum(by_round) / 4 == pytest.approx(
+        report["gaps"]["next"], abs=1e-5
+    )
     assert report["gap_stderr"] is None and report["repeats"] == 1
     again = condition_gap(model.eval(), codes, [0, 1, 2, 3, 0], {}, batch_size=2)
     assert again["true"] == report["true"] and not model.training  # same seed, same draws; eval kept

@@ -10,7 +10,8 @@ setting can then make samples follow it, only training can (the shipped model's 
 this to separate "cannot draw a square" from "does not listen to *square*").
 
 The mean loss per HBQ round (``M`` rounds, coarse to fine, bit variant only) is reported beside it:
-which rounds the model predicts well, which it leaves near chance (``ln 2 = 0.693``).
+which rounds the model predicts well, which it leaves near chance (``ln 2 = 0.693``); and so is each
+gap per round: in which rounds the model reads the attribute.
 
 ``condition_gap`` takes any codes and conditions (class labels or prompts);
 ``shapes_condition_gap`` runs it on the test split of the shapes world with its colour and shape
@@ -134,8 +135,10 @@ def condition_gap(
 
     Returns:
         ``{"true": L, "per_round": [...] | None, "variants": {name: L_name}, "gaps": {name: L_name - L},
-        "gap_stderr": {name: s} | None, "n": N, "repeats": R}``; losses in nats per slot (mean over
-        blocks, as the training loss); ``gap_stderr`` is the standard error of a gap over the repeats.
+        "gaps_per_round": {name: [...]} | None, "gap_stderr": {name: s} | None, "n": N, "repeats": R}``;
+        losses in nats per slot (mean over blocks, as the training loss; the per-round values are
+        means over positions, which equal it when every block has as many positions);
+        ``gap_stderr`` is the standard error of a gap over the repeats.
     """
     if len(codes) != len(conditions) or not conditions:
         raise ValueError(
@@ -150,6 +153,7 @@ def condition_gap(
     collator = GRNCollator.from_model(model, condition_drop_prob=0.0)  # never drop the condition here
     altered_conditions = {name: [f(c) for c in conditions] for name, f in variants.items()}
     true, rounds, altered = [], [], {name: [] for name in variants}
+    altered_rounds = {name: [] for name in variants}
     was_training = model.training
     model.eval()
     try:
@@ -161,9 +165,11 @@ def condition_gap(
             true.append(loss)
             rounds.append(per_round)
             for name, altered_list in altered_conditions.items():
-                altered[name].append(
-                    _losses(model, collator, altered_list, codes, draw, batch_size, kept_fraction)[0]
+                loss, per_round = _losses(
+                    model, collator, altered_list, codes, draw, batch_size, kept_fraction
                 )
+                altered[name].append(loss)
+                altered_rounds[name].append(per_round)
     finally:
         model.train(was_training)
     gaps = {name: np.asarray(values) - np.asarray(true) for name, values in altered.items()}
@@ -174,6 +180,12 @@ def condition_gap(
         else [round(v, 5) for v in torch.stack(rounds).mean(0).tolist()],
         "variants": {name: float(np.mean(values)) for name, values in altered.items()},
         "gaps": {name: float(gap.mean()) for name, gap in gaps.items()},
+        "gaps_per_round": None
+        if rounds[0] is None
+        else {
+            name: [round(v, 6) for v in (torch.stack(values) - torch.stack(rounds)).mean(0).tolist()]
+            for name, values in altered_rounds.items()
+        },
         "gap_stderr": {name: float(gap.std(ddof=1) / np.sqrt(repeats)) for name, gap in gaps.items()}
         if repeats > 1
         else None,
