@@ -29,6 +29,9 @@ visual-token commands live in ``unified_grn.cli_tokens``, the shared argument ty
 - ``grn expand-depth MODEL_DIR --out DIR --new-layers N [--overwrite]``: insert N zero-output
   copies of decoder blocks into a saved GRN (block expansion; the outputs are unchanged until it
   is trained further with ``model.init_from=DIR``; ``unified_grn.training.expansion``).
+- ``grn expand-width MODEL_DIR --out DIR [--hidden-size D] [--intermediate-size F] [--num-heads H]
+  [--num-kv-heads KV] [--seed S] [--overwrite]``: widen a saved GRN's backbone with zero-output new
+  units (the outputs are unchanged until it is trained further; ``unified_grn.training.width_expansion``).
 - ``grn chat [--model DIR] [--out DIR] [--seed S] [--num-steps N] [--max-new-tokens N] [--device D]
   [--web --host H --port P]``: chat with a GRN model in the terminal (commands ``/image PATH``,
   ``/reset``, ``/save FILE``, ``/quit``; stdin may be piped) or in a Gradio web UI
@@ -51,6 +54,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unified_grn.cli_common import UsageError, first_line, fraction, image_size, num_frames, positive_int
+from unified_grn.cli_expand import register_expand_depth, register_expand_width
 from unified_grn.cli_tokens import register_decode_tokens, register_export_tokens
 
 logger = logging.getLogger(__name__)
@@ -266,47 +270,6 @@ def _cmd_export_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- expand-depth
-
-
-def _register_expand_depth(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "expand-depth",
-        help="grow a saved GRN deeper without changing its outputs (block expansion)",
-        description="Insert zero-output copies of decoder blocks (LLaMA Pro block expansion) into a "
-        "save_pretrained GRN folder and save the result with its tokenizers; train it further with "
-        "scripts/train.py model.init_from=OUT (unified_grn.training.expansion).",
-    )
-    p.add_argument("model_dir", help="a save_pretrained GRN folder (e.g. checkpoints/grn-shapes)")
-    p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--new-layers", type=positive_int, required=True, help="decoder blocks to add")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    p.set_defaults(func=_cmd_expand_depth)
-
-
-def _cmd_expand_depth(args: argparse.Namespace) -> int:
-    from unified_grn.modeling_grn import GRNForConditionalGeneration
-    from unified_grn.training.expansion import expand_depth
-
-    src, out = Path(args.model_dir), Path(args.out)
-    if not (src / "config.json").is_file():
-        raise UsageError(f"{src} is not a saved GRN folder (no config.json); pass a save_pretrained folder")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise UsageError(f"{out} is not empty; pass --overwrite to replace it")
-    model = GRNForConditionalGeneration.from_pretrained(src)
-    before = model.config.text_config.num_hidden_layers
-    try:
-        positions = expand_depth(model, args.new_layers)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    model.save_pretrained(out)
-    print(  # noqa: T201 - the CLI's one summary line
-        f"expanded {src} from {before} to {model.config.text_config.num_hidden_layers} decoder layers "
-        f"(new blocks at {positions}) into {out}"
-    )
-    return 0
-
-
 # ----------------------------------------------------------------------------- chat
 
 
@@ -377,7 +340,8 @@ _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     register_export_tokens,
     register_decode_tokens,
     _register_export_checkpoint,
-    _register_expand_depth,
+    register_expand_depth,
+    register_expand_width,
     _register_chat,
     _register_demo,
 )
