@@ -45,6 +45,16 @@ def test_widened_model_computes_the_same_logits(widths, family):
     assert _outputs(model, batch)[0].equal(ref[0])  # the source is left alone
 
 
+def test_tied_embeddings_stay_tied_and_write_no_new_dimension():
+    model = build_tiny_grn(seed=4, text_config={"tie_word_embeddings": True})
+    batch = _batch(model)
+    ref = _outputs(model, batch)
+    wide = expand_width(model, hidden_size=96, init_std=0.2)
+    assert wide.get_input_embeddings().weight is wide.get_output_embeddings().weight
+    assert wide.get_input_embeddings().weight[:, 64:].abs().max() == 0
+    _assert_same(ref, _outputs(wide, batch))
+
+
 def test_widened_model_generates_the_same_codes_with_and_without_the_prefix_cache():
     model = build_tiny_grn(seed=2)
     kw = dict(num_steps=4, guidance_scale=2.0, seed=3, output_type="codes", progress_bar=False)

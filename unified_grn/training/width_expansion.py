@@ -152,6 +152,18 @@ def _grow_param(name: str, old: torch.Tensor, new_shape: torch.Size, g: _Grower)
     )
 
 
+def _tie(state: dict[str, torch.Tensor], new_state: dict[str, torch.Tensor]) -> None:
+    """Tied weights (``tie_word_embeddings``: ``lm_head`` is ``embed_tokens``) get one tensor, the
+    writer's: zero new columns, or the embedding would write the new dimensions."""
+    groups: dict[int, list[str]] = {}
+    for name, tensor in new_state.items():
+        groups.setdefault(tensor.data_ptr(), []).append(name)
+    for names in groups.values():
+        writer = next((n for n in names if n.endswith(_ZERO_COLUMNS)), names[0])
+        for name in names:
+            state[name] = state[writer]
+
+
 def expand_width(
     model,
     hidden_size: int | None = None,
@@ -196,6 +208,7 @@ def expand_width(
             name: _grow_param(name, old_state[name].detach().cpu(), t.shape, grower)
             for name, t in new_state.items()
         }
+    _tie(state, new_state)
     widened.load_state_dict(state)
     logger.info(
         "width expansion: hidden %d -> %d, MLP %d -> %d, heads %d -> %d (key/value %d -> %d)",
