@@ -25,7 +25,7 @@ def _assert_same(ref, got, tol=1e-6):
     assert (ref[0] - got[0]).abs().max() <= tol and (ref[1] - got[1]).abs().max() <= tol
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])  # qwen2: q/k/v biases
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])  # qwen2: q/k/v biases; qwen3: q/k norms
 @pytest.mark.parametrize("widths", WIDENINGS)
 def test_widened_model_computes_the_same_logits(widths, family):
     model = build_tiny_grn(seed=4, text_config={"model_type": family})
@@ -38,10 +38,14 @@ def test_widened_model_computes_the_same_logits(widths, family):
     ref = _outputs(model, batch)
     wide = expand_width(model, **widths, init_std=0.2)  # a large std: nothing new may leak in
     t = wide.config.text_config
-    assert t.hidden_size == widths.get("hidden_size", 64) and t.head_dim == 16
+    head_dim = getattr(model.config.text_config, "head_dim", None) or 16  # qwen3's default is 128
+    assert t.hidden_size == widths.get("hidden_size", 64) and t.head_dim == head_dim
     assert t.num_attention_heads == widths.get("num_attention_heads", 4)
     assert wide.language_model.layers[0].mlp.down_proj.weight.shape[1] == widths.get("intermediate_size", 128)
-    _assert_same(ref, _outputs(wide, batch))
+    # qwen3's q/k norms share rms_norm_eps, which the widening scales for the hidden-size norms
+    _assert_same(
+        ref, _outputs(wide, batch), tol=1e-5 if family == "qwen3" and "hidden_size" in widths else 1e-6
+    )
     assert _outputs(model, batch)[0].equal(ref[0])  # the source is left alone
 
 
@@ -110,6 +114,15 @@ def test_every_new_unit_trains():
 def test_bad_widths_are_named(widths, match):
     with pytest.raises(ValueError, match=match):
         expand_width(build_tiny_grn(seed=0), **widths)
+
+
+def test_an_unknown_backbone_family_is_refused():
+    model = build_tiny_grn(seed=0)
+    model.config.text_config.model_type = (
+        "gemma"  # scales its embeddings by sqrt(d): padding would not preserve
+    )
+    with pytest.raises(ValueError, match="not 'gemma'"):
+        expand_width(model, hidden_size=96)
 
 
 def test_cli_widens_a_saved_model_that_reloads_with_the_same_outputs(tmp_path, capsys):

@@ -19,7 +19,8 @@ What grows, and why the outputs stay the same:
 * **The ``p_t`` MLP's middle layer** follows ``d'`` with random rows in and zero columns out.
 
 RMSNorm's ``eps`` is scaled by ``d / d'`` too (it is added to that shrunk mean square), so the
-widened model's text and bit logits equal the original's up to float rounding. ``grn expand-width SRC --out DST --hidden-size ...``
+widened model's text and bit logits equal the original's up to float rounding (qwen3 only: its
+per-head q/k norms share that eps and see no zeros, so they move by about 1e-5 relative). ``grn expand-width SRC --out DST --hidden-size ...``
 is the command-line form; train the result with ``scripts/train.py model.init_from=DST``.
 """
 
@@ -34,10 +35,12 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
-__all__ = ["WidthPlan", "expand_width"]
+__all__ = ["SUPPORTED_FAMILIES", "WidthPlan", "expand_width"]
 
 logger = logging.getLogger(__name__)
 
+#: backbones whose layout and norms the rules below know: pre-norm RMSNorm, unscaled embeddings
+SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 _NORMS = re.compile(r"(input_layernorm|post_attention_layernorm|model\.norm)\.weight$")
 
 
@@ -178,6 +181,13 @@ def expand_width(
     ``initializer_range``) scales the random new rows and columns, drawn from ``seed``. The
     tokenizers and the generation config are carried over; ``model`` is left unchanged.
     """
+    family = getattr(model.config.text_config, "model_type", None)
+    if family not in SUPPORTED_FAMILIES:
+        raise ValueError(
+            f"expand_width supports {list(SUPPORTED_FAMILIES)} backbones, not {family!r}: others scale their "
+            "embeddings or norms differently (gemma: sqrt(d) embeddings, 1 + weight norms), so zero-padding "
+            "would change their outputs"
+        )
     plan = WidthPlan.from_config(
         model.config.text_config, hidden_size, intermediate_size, num_attention_heads, num_key_value_heads
     )
