@@ -10,7 +10,15 @@ import pytest
 from unified_grn import GRNConfig, GRNForConditionalGeneration
 from unified_grn.data.moving_shapes import make_moving_shapes_example, parse_video_caption
 from unified_grn.data.shapes import make_shapes_example
-from unified_grn.eval.suite import SuiteConfig, chat_turn_cases, evaluate_model, heldout_prompts
+from unified_grn.data.shapes_captions import parse_caption
+from unified_grn.eval.suite import (
+    SuiteConfig,
+    balanced_t2i_prompts,
+    chat_turn_cases,
+    evaluate_model,
+    heldout_prompts,
+)
+from unified_grn.eval.t2i import TASKS, task_of
 
 
 def test_heldout_prompts_are_distinct_test_captions_not_training_ones():
@@ -20,6 +28,37 @@ def test_heldout_prompts_are_distinct_test_captions_not_training_ones():
     assert prompts != [make_shapes_example(0, i, split="train")["text"] for i in range(20)]
     videos = heldout_prompts("moving-shapes", 5)
     assert len(set(videos)) == 5 and all(parse_video_caption(p) for p in videos)  # valid video captions
+
+
+def test_balanced_t2i_prompts_give_each_task_as_many_test_captions():
+    prompts = balanced_t2i_prompts(20, size=32)
+    tasks = [task_of(parse_caption(p)) for p in prompts]
+    assert tasks == [t for t in TASKS for _ in range(20)]  # task by task, 20 each
+    test = {make_shapes_example(0, i, size=32, split="test")["text"] for i in range(3000)}
+    assert set(prompts) <= test
+    singles = prompts[:20]  # one caption per class at most: 18, then the cycle starts again
+    assert len(set(singles)) == 18 and singles[18:] == singles[:2]
+    assert all(len(set(prompts[k : k + 20])) == 20 for k in (20, 40, 60))  # enough distinct ones
+    assert balanced_t2i_prompts(3, size=32) == [p for k in range(0, 80, 20) for p in prompts[k : k + 3]]
+
+
+def test_t2i_per_task_replaces_num_t2i_and_seeds_each_repeat_apart():
+    calls = []
+
+    class Recorder:
+        config = None
+
+        def generate(self, prompts, seed, **kwargs):
+            calls.append((list(prompts), list(seed)))
+            return type("Out", (), {"images": [np.zeros((32, 32, 3), np.uint8) for _ in prompts]})()
+
+    cfg = SuiteConfig(
+        num_t2i=5, t2i_per_task=2, num_t2v=0, c2i_per_class=0, num_chat=0, batch_size=3, size=32, seed=4
+    )
+    report = evaluate_model(Recorder(), cfg)
+    assert [p for c in calls for p in c[0]] == balanced_t2i_prompts(2, size=32)
+    assert [s for c in calls for s in c[1]] == list(range(4, 12))
+    assert report["t2i"]["n"] == 8 and report["t2i"]["task_counts"] == dict.fromkeys(TASKS, 2)
 
 
 def test_i2v_is_given_each_t2v_test_clips_first_frame(monkeypatch):

@@ -22,15 +22,16 @@ import numpy as np
 
 from unified_grn.data.moving_shapes import make_moving_shapes_example
 from unified_grn.data.shapes import CLASS_NAMES, make_shapes_example
+from unified_grn.data.shapes_captions import parse_caption
 from unified_grn.data.shapes_chat import make_shapes_chat_example
 from unified_grn.eval.c2i import evaluate_c2i
 from unified_grn.eval.ceiling import tokenizer_ceiling
 from unified_grn.eval.chat import evaluate_chat
 from unified_grn.eval.conditioning import shapes_condition_gap
-from unified_grn.eval.t2i import evaluate_t2i
+from unified_grn.eval.t2i import TASKS, evaluate_t2i, task_of
 from unified_grn.eval.t2v import evaluate_t2v
 
-__all__ = ["SuiteConfig", "chat_turn_cases", "evaluate_model", "heldout_prompts"]
+__all__ = ["SuiteConfig", "balanced_t2i_prompts", "chat_turn_cases", "evaluate_model", "heldout_prompts"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,12 @@ class SuiteConfig:
     """How much to evaluate and with which sampling settings (None: the model's generation config).
 
     Attributes:
-        num_t2i: text-to-image prompts (distinct test captions).
+        num_t2i: text-to-image prompts (the first distinct test captions; the tasks come in the
+            world's proportions, so 300 of them hold only 17 single-object prompts).
+        t2i_per_task: when > 0, replaces ``num_t2i``: this many prompts of each GenEval task
+            (:func:`balanced_t2i_prompts`; a task with fewer distinct test captions repeats them,
+            each repeat with its own sampling seed), so each task's accuracy, a quarter of
+            ``overall``, rests on as many images.
         num_t2v: text-to-video prompts.
         num_i2v: image-to-video clips (the first ``num_i2v`` text-to-video test clips, their true
             first frame given; 0 skips it).
@@ -64,6 +70,7 @@ class SuiteConfig:
     """
 
     num_t2i: int = 100
+    t2i_per_task: int = 0
     num_t2v: int = 24
     num_i2v: int = 0
     c2i_per_class: int = 3
@@ -86,6 +93,27 @@ class SuiteConfig:
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
     """The first ``n`` distinct captions of the ``test`` split of ``world`` (``shapes`` / ``moving-shapes``)."""
     return [example["text"] for example in _heldout_examples(world, n, seed, size)]
+
+
+def balanced_t2i_prompts(per_task: int, seed: int = 0, size: int = 64) -> list[str]:
+    """``per_task`` test-split shapes captions of each GenEval task (``eval.t2i.TASKS``), task by task.
+
+    Each task takes its distinct captions in test-split order; a task with fewer than ``per_task``
+    of them (single objects: at most 18, one per class) cycles through them again.
+    """
+    distinct = {task: {} for task in TASKS}
+    for i in range(200 * per_task + 1000):
+        if all(len(found) >= per_task for found in distinct.values()):
+            break
+        text = make_shapes_example(seed, i, size=size, split="test")["text"]
+        distinct[task_of(parse_caption(text))].setdefault(text, None)
+    prompts = []
+    for task, found in distinct.items():
+        if not found:
+            raise ValueError(f"no {task} caption in the first {i + 1} test scenes (seed {seed})")
+        captions = list(found)[:per_task]
+        prompts += [captions[k % len(captions)] for k in range(per_task)]
+    return prompts
 
 
 def _heldout_examples(world: str, n: int, seed: int, size: int) -> list[dict[str, Any]]:
@@ -208,9 +236,12 @@ def evaluate_model(model, cfg: SuiteConfig | None = None) -> dict[str, Any]:
 
 
 def _t2i(model, cfg: SuiteConfig) -> dict[str, Any] | None:
-    if cfg.num_t2i <= 0:
+    if cfg.num_t2i <= 0 and cfg.t2i_per_task <= 0:
         return None
-    prompts = heldout_prompts("shapes", cfg.num_t2i, cfg.data_seed, cfg.size)
+    if cfg.t2i_per_task > 0:
+        prompts = balanced_t2i_prompts(cfg.t2i_per_task, cfg.data_seed, cfg.size)
+    else:
+        prompts = heldout_prompts("shapes", cfg.num_t2i, cfg.data_seed, cfg.size)
     return evaluate_t2i(zip(_images(model, prompts, cfg), prompts)).to_dict()
 
 
