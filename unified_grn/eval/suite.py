@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from unified_grn.data.moving_shapes import make_moving_shapes_example
-from unified_grn.data.shapes import CLASS_NAMES, make_shapes_example
-from unified_grn.data.shapes_captions import parse_caption
+from unified_grn.data.shapes import CLASS_NAMES, make_shapes_example, sample_scene, split_rng
 from unified_grn.data.shapes_chat import make_shapes_chat_example
 from unified_grn.eval.c2i import evaluate_c2i
 from unified_grn.eval.ceiling import tokenizer_ceiling
@@ -105,8 +104,8 @@ def balanced_t2i_prompts(per_task: int, seed: int = 0, size: int = 64) -> list[s
     for i in range(200 * per_task + 1000):
         if all(len(found) >= per_task for found in distinct.values()):
             break
-        text = make_shapes_example(seed, i, size=size, split="test")["text"]
-        distinct[task_of(parse_caption(text))].setdefault(text, None)
+        scene = sample_scene(split_rng(seed, i, "test"), size)  # make_shapes_example's scene, unrendered
+        distinct[task_of(scene.spec)].setdefault(scene.caption, None)
     prompts = []
     for task, found in distinct.items():
         if not found:
