@@ -11,6 +11,7 @@ offset, and the same object moved by k px. Writes JSON next to this file.
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -90,16 +91,22 @@ def main() -> None:
         "shape_swap": np.mean(shape_pairs, 0).tolist(),
         "colour_swap": np.mean(colour_pairs, 0).tolist(),
         "shift_px": {str(k): hamming(b[..., k:, :, :, :, :], b[..., :-k, :, :, :, :]) for k in (1, 2, 4)},
-        "shape_swap_by_size": {str(z): np.mean([hamming(b[:, i, n], b[:, j, n]) for i, j in
-                               itertools.combinations(range(len(SHAPES)), 2)], 0).tolist()
-                               for n, z in enumerate(SIZES)},
-        "shift_1px_by_size": {str(z): hamming(b[:, :, n, :, 1:], b[:, :, n, :, :-1]) for n, z in enumerate(SIZES)},
+        "shape_swap_by_size": {
+            str(z): np.mean(
+                [hamming(b[:, i, n], b[:, j, n]) for i, j in itertools.combinations(range(len(SHAPES)), 2)], 0
+            ).tolist()
+            for n, z in enumerate(SIZES)
+        },
+        "shift_1px_by_size": {
+            str(z): hamming(b[:, :, n, :, 1:], b[:, :, n, :, :-1]) for n, z in enumerate(SIZES)
+        },
     }
     out["cell_code_overlap"] = {f"rounds_1_to_{r}": cell_code_overlap(b, r) for r in (1, 2)}
     path = Path(__file__).with_name("code_geometry.json")
     path.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    logging.getLogger(__name__).info("wrote %s\n%s", path, json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()
