@@ -27,10 +27,12 @@ score() {
   done
 }
 score 3000
-# then both resumed to step 6,000 at the same constant lr, as session 7's stride-8 row was
-python scripts/train.py "${COMMON[@]}" run.output_dir=outputs/grn-c2i-random --resume run.max_steps=6000 \
-  >> outputs/grn-c2i-random.log 2>&1 &
-python scripts/train.py "${COMMON[@]}" data.token_cache_dir=data/token_cache_aligned \
-  run.output_dir=outputs/grn-c2i-aligned --resume run.max_steps=6000 >> outputs/grn-c2i-aligned.log 2>&1 &
-wait
-score 6000
+# then both resumed, at the same constant lr (as session 7's stride-8 row was), to 6,000 and 9,000 steps
+for steps in 6000 9000; do
+  python scripts/train.py "${COMMON[@]}" run.output_dir=outputs/grn-c2i-random --resume run.max_steps=$steps \
+    >> outputs/grn-c2i-random.log 2>&1 &
+  python scripts/train.py "${COMMON[@]}" data.token_cache_dir=data/token_cache_aligned \
+    run.output_dir=outputs/grn-c2i-aligned --resume run.max_steps=$steps >> outputs/grn-c2i-aligned.log 2>&1 &
+  wait
+  score $steps
+done
