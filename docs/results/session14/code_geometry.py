@@ -57,24 +57,14 @@ def cell_code_overlap(b: torch.Tensor, rounds: int) -> dict[str, float]:
     key = (codes.long() * (2 ** torch.arange(codes.shape[-1]))).sum(-1)  # (..., H', W') one id per cell
     background = key[..., :1, :1]
 
-    def code_sets(sel: torch.Tensor) -> set[int]:
-        return set(sel[sel != sel.new_tensor(-1)].tolist())
-
-    obj = torch.where(key != background, key, torch.full_like(key, -1))
+    obj = torch.where(key != background, key, torch.full_like(key, -1))  # background cells -> -1
 
     def overlap(axis: int) -> float:
+        per = obj.movedim(axis, 2)  # (other, other, value of the attribute, dy, dx, H', W')
         fracs = []
-        others = [i for i in range(3) if i != axis]
-        for fixed in itertools.product(*(range(obj.shape[i]) for i in others)):
-            sets = []
-            for v in range(obj.shape[axis]):
-                idx = [0, 0, 0]
-                idx[axis] = v
-                for i, f in zip(others, fixed):
-                    idx[i] = f
-                sets.append(code_sets(obj[idx[0], idx[1], idx[2]]))
-            for i, j in itertools.permutations(range(len(sets)), 2):
-                fracs.append(len(sets[i] & sets[j]) / max(1, len(sets[i])))
+        for group in per.flatten(0, 1):  # one (colour or shape, size) pair at a time
+            sets = [set(cells[cells >= 0].tolist()) for cells in group]
+            fracs += [len(x & y) / max(1, len(x)) for x, y in itertools.permutations(sets, 2)]
         return float(np.mean(fracs))
 
     return {"shape": overlap(1), "colour": overlap(0)}

@@ -7,12 +7,12 @@ sub-cell offset. Written as an imagefolder like ``grn make-data shapes`` (label 
     python docs/results/session14/aligned/make_aligned.py data/shapes_aligned 8000
 """
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from unified_grn.data.shapes import class_index, sample_scene, split_rng
+from unified_grn.data.folders import write_split_folders
+from unified_grn.data.shapes import sample_scene, split_rng
 from unified_grn.data.shapes_render import render_scene
 
 
@@ -23,22 +23,18 @@ def snap(v: float, half: float, size: int) -> float:
     return float(min(centres, key=lambda c: abs(c - v)))
 
 
-def main(out: str, n: int) -> None:
-    folder = Path(out) / "train"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        scene = sample_scene(split_rng(0, i, "train"), 64, kind="single")
-        objects = [
-            replace(o, cx=snap(o.cx, o.size / 2, 64), cy=snap(o.cy, o.size / 2, 64)) for o in scene.objects
-        ]
-        scene = replace(scene, objects=objects)
-        name = f"{i:06d}.png"
-        render_scene(scene).save(folder / name)
-        o = objects[0]
-        rows.append({"file_name": name, "text": scene.caption, "label": class_index(o.color, o.shape)})
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+def write_sample(folder: Path, split: str, i: int, stem: str) -> dict:
+    """One shapes-classes scene with its object snapped to a cell centre; its metadata row."""
+    scene = sample_scene(split_rng(0, i, split), 64, kind="single")
+    objects = [
+        replace(o, cx=snap(o.cx, o.size / 2, 64), cy=snap(o.cy, o.size / 2, 64)) for o in scene.objects
+    ]
+    scene = replace(scene, objects=objects)
+    render_scene(scene).save(folder / f"{stem}.png")
+    return {"file_name": f"{stem}.png", "text": scene.caption, "label": scene.label}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    write_split_folders(
+        sys.argv[1], int(sys.argv[2]), 0.0, write_sample, overwrite=True, desc="shapes-aligned"
+    )
