@@ -4,7 +4,7 @@ Subcommands (each registered by its own ``_register_*`` function, run by its own
 visual-token commands live in ``unified_grn.cli_tokens``, the shared argument types in
 ``unified_grn.cli_common``):
 
-- ``grn make-data shapes|moving-shapes|shapes-chat --out DIR --n N --seed S [--size 64]
+- ``grn make-data shapes|moving-shapes|shapes-chat --out DIR --n N --seed S [--size 64] [--cell 8]
   [--num-frames 9] [--test-fraction F] [--overwrite] [--quiet]``: write a procedural data set
   (``datasets`` imagefolder / videofolder / JSON-lines conversations with PNGs) with a ``train``
   split, and a held-out ``test`` split when ``--test-fraction`` > 0 (``N`` is the total over
@@ -84,6 +84,13 @@ def _register_make_data(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--test-fraction", type=fraction, default=0.0, help="fraction held out as test/ (default 0)"
     )
+    p.add_argument(
+        "--cell",
+        type=positive_int,
+        default=None,
+        help="shapes / shapes-chat: centre objects (in chat, the drawn ones) on the cells of a CELL-px grid, "
+        "e.g. the visual tokenizer's stride 8 (default: anywhere)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/ folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_make_data)
@@ -91,22 +98,27 @@ def _register_make_data(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_make_data(args: argparse.Namespace) -> int:
     from unified_grn.data.moving_shapes import DEFAULT_NUM_FRAMES, write_moving_shapes_dataset
-    from unified_grn.data.shapes import split_sizes, write_shapes_dataset
+    from unified_grn.data.shapes import check_cell, split_sizes, write_shapes_dataset
     from unified_grn.data.shapes_chat import write_shapes_chat_dataset
 
     if args.world != "moving-shapes" and args.num_frames is not None:
         raise UsageError("--num-frames applies to moving-shapes only")
+    if args.world == "moving-shapes" and args.cell is not None:
+        raise UsageError("--cell applies to shapes and shapes-chat only")
     try:
         split_sizes(args.n, args.test_fraction)
+        check_cell(args.cell, args.size)
     except ValueError as err:
         raise UsageError(str(err)) from None
     common = dict(seed=args.seed, size=args.size, test_fraction=args.test_fraction, overwrite=args.overwrite)
     try:
         if args.world == "shapes":
-            sizes = write_shapes_dataset(args.out, args.n, progress=not args.quiet, **common)
+            sizes = write_shapes_dataset(args.out, args.n, progress=not args.quiet, cell=args.cell, **common)
             what = f"{args.size}x{args.size} images"
         elif args.world == "shapes-chat":
-            sizes = write_shapes_chat_dataset(args.out, args.n, progress=not args.quiet, **common)
+            sizes = write_shapes_chat_dataset(
+                args.out, args.n, progress=not args.quiet, cell=args.cell, **common
+            )
             what = f"conversations with {args.size}x{args.size} images"
         else:
             num_frames = args.num_frames or DEFAULT_NUM_FRAMES

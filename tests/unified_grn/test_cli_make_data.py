@@ -35,6 +35,15 @@ def test_make_shapes_in_process(tmp_path, capsys):
     assert ds["train"][0]["text"] == sh.make_shapes_example(3, 0)["text"]
 
 
+def test_make_cell_aligned_shapes(tmp_path, capsys):
+    out = tmp_path / "aligned"
+    assert main(["make-data", "shapes", "--out", str(out), "--n", "6", "--seed", "3", "--cell", "8"]) == 0
+    rows = [json.loads(line) for line in (out / "train" / "metadata.jsonl").read_text().splitlines()]
+    scenes = [sh.Scene.from_dict(json.loads(r["scene"])) for r in rows]
+    assert [s.caption for s in scenes] == [sh.make_shapes_example(3, i, cell=8)["text"] for i in range(6)]
+    assert all(o.cx % 8 == 4 and o.cy % 8 == 4 for s in scenes for o in s.objects)
+
+
 def test_make_moving_shapes_in_process(tmp_path, capsys):
     out = tmp_path / "moving"
     args = ["make-data", "moving-shapes", "--out", str(out), "--n", "3", "--seed", "1", "--num-frames", "5"]
@@ -93,6 +102,8 @@ def test_console_script_subprocess(tmp_path):
         (["moving-shapes", "--n", "3", "--num-frames", "1"], "1 + 4k"),
         (["shapes", "--n", "3", "--num-frames", "9"], "moving-shapes only"),
         (["shapes", "--n", "3", "--size", "8"], ">= 24"),
+        (["shapes", "--n", "3", "--cell", "6"], "divides the image size 64"),
+        (["moving-shapes", "--n", "3", "--cell", "8"], "shapes and shapes-chat only"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, extra, message):

@@ -157,3 +157,21 @@ def test_make_data_cli(tmp_path, capsys):
     assert all((out / "train" / im["file_name"]).is_file() for r in rows for im in r["images"])
     assert main([*args, "--num-frames", "9"]) == 2
     assert "moving-shapes only" in capsys.readouterr().err
+
+
+def test_cell_aligns_the_drawn_images_only():
+    drawn, user_on_grid, user = 0, 0, 0
+    for i in range(60):
+        conv = make_shapes_chat_example(2, i, cell=8)
+        scenes = {im["file_name"]: sh.Scene.from_dict(im["scene"]) for im in conv["images"]}
+        draws = {t["answer"] for t in conv["turns"] if t["kind"] == "draw"}
+        for im in conv["images"]:
+            scene = scenes[im["file_name"]]
+            assert sh.scene_errors(scene) == []
+            on_grid = all(o.cx % 8 == 4 and o.cy % 8 == 4 for o in scene.objects)
+            if im["file_name"] in draws:
+                drawn += 1
+                assert on_grid, im["caption"]
+            elif im["source"] == "user":  # a user's image can be anything: free placement
+                user, user_on_grid = user + 1, user_on_grid + on_grid
+    assert drawn >= 20 and user >= 10 and user_on_grid <= user // 10

@@ -335,3 +335,33 @@ def test_videofolder_loads(tmp_path):
     ref = ms.make_moving_shapes_example(0, 2, num_frames=5)
     assert row["text"] == ref["text"] and json.loads(row["scene"]) == ref["scene"]
     assert ms.read_video(row["video"]["path"]).shape == (5, 64, 64, 3)
+
+
+@pytest.mark.parametrize(("size", "cell"), [(64, 8), (96, 8), (96, 16)])
+def test_cell_aligned_scenes_keep_the_contract(size, cell):
+    kinds, offsets = Counter(), Counter()
+    for i in range(300):
+        scene = sh.sample_scene(sh.split_rng(5, i), size, cell=cell)
+        kinds[scene.kind] += 1
+        assert sh.scene_errors(scene) == []
+        check_caption_is_true(scene)
+        for o in scene.objects:  # every centre is a cell centre; sides stay free
+            assert o.cx % cell == cell / 2 and o.cy % cell == cell / 2, (scene.caption, o)
+            offsets[(o.cx // cell, o.cy // cell)] += 1
+    assert set(kinds) == set(sh.SCENE_KINDS)  # every kind can still be placed
+    assert len(offsets) >= (size // cell - 2) ** 2 // 2  # and objects use much of the grid
+
+
+def test_cell_none_draws_the_free_placement_and_bad_cells_are_rejected():
+    for i in range(20):  # the default is byte-for-byte the scenes of earlier versions
+        rng_a, rng_b = sh.split_rng(9, i), sh.split_rng(9, i)
+        assert sh.sample_scene(rng_a) == sh.sample_scene(rng_b, cell=None)
+    free = [sh.sample_scene(sh.split_rng(9, i)) for i in range(50)]
+    assert any(o.cx % 8 != 4 for s in free for o in s.objects)  # free placement is not on the grid
+    for bad in (0, 3, 7, 12, True, 8.0):
+        with pytest.raises(ValueError, match="divides the image size"):
+            sh.sample_scene(sh.split_rng(0, 0), 64, cell=bad)
+    with pytest.raises(RuntimeError, match="16-px grid.*finer cell"):  # no cell centre in the middle third
+        sh.sample_scene(sh.split_rng(0, 0), 64, kind="single_position", cell=16, max_tries=5)
+    rendered = sh.make_shapes_example(1, 2, cell=8)
+    assert all(o["center"][0] % 8 == 4 for o in rendered["scene"]["objects"])

@@ -62,6 +62,13 @@ SHAPES.index(shape)``, i.e. 0 "red circle", 1 "red square", 2 "red triangle", 3 
 ... 17 "orange triangle". Single-object images (kinds ``single`` and ``single_position``) carry
 their label, every other image ``-1``.
 
+Cell-aligned placement (``cell=``, e.g. ``grn make-data shapes --cell 8``): every object's centre
+is drawn from the centres ``cell * k + cell / 2`` of a ``cell``-px grid instead of the 1/4-px grid;
+everything else (sides, kinds, the caption contract) is unchanged. With the visual tokenizer's
+stride as ``cell``, an object of a given side always covers its latent cells the same way, so its
+codes do not depend on a sub-cell offset (docs/RESULTS.md, sessions 14-15). The default, ``None``,
+draws exactly the scenes of earlier versions.
+
 Determinism: sample ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])``
 (split 0 = train, 1 = test), so it depends only on (seed, split, i), never on the data set size.
 
@@ -341,10 +348,31 @@ def _sample_spec(rng: np.random.Generator, kind: str) -> CaptionSpec:
     raise ValueError(f"unknown scene kind {kind!r}; expected one of {list(SCENE_KINDS)}")
 
 
+def cell_centres(lo: float, hi: float, cell: int) -> np.ndarray:
+    """The centres ``cell * k + cell / 2`` of a ``cell``-px grid that lie in ``[lo, hi]``."""
+    first = int(np.ceil((lo - cell / 2) / cell))
+    return cell * np.arange(first, int(np.floor((hi - cell / 2) / cell)) + 1) + cell / 2
+
+
+def _coordinate(rng: np.random.Generator, lo: float, hi: float, cell: int | None) -> float | None:
+    """A centre coordinate in ``[lo, hi]``: on the 1/4-px grid, or a grid cell's centre (None if none)."""
+    if cell is None:
+        return round(rng.uniform(lo, hi) * 4) / 4
+    centres = cell_centres(lo, hi, cell)
+    return float(centres[rng.integers(len(centres))]) if len(centres) else None
+
+
 def _place(
-    rng: np.random.Generator, color: str, shape: str, size: int, ok, position: str | None, single: bool
+    rng: np.random.Generator,
+    color: str,
+    shape: str,
+    size: int,
+    ok,
+    position: str | None,
+    single: bool,
+    cell: int | None = None,
 ) -> ShapeObject | None:
-    """Rejection-sample one object (on the 1/4-px grid, inside ``position``) with ``ok(object)``."""
+    """Rejection-sample one object (centre on the 1/4-px grid or on a cell centre) with ``ok(object)``."""
     margin = gap(size)
     ranges = position_box(position, size, single)
     for _ in range(60):
@@ -353,15 +381,18 @@ def _place(
         (x0, x1), (y0, y1) = ((max(lo, a), min(hi, b)) for a, b in ranges)
         if x0 > x1 or y0 > y1:
             continue
-        obj = ShapeObject(
-            color, shape, round(rng.uniform(x0, x1) * 4) / 4, round(rng.uniform(y0, y1) * 4) / 4, side
-        )
+        cx, cy = _coordinate(rng, x0, x1, cell), _coordinate(rng, y0, y1, cell)
+        if cx is None or cy is None:
+            continue
+        obj = ShapeObject(color, shape, cx, cy, side)
         if inside(obj, size, margin) and ok(obj):
             return obj
     return None
 
 
-def _place_scene(rng: np.random.Generator, spec: CaptionSpec, size: int) -> list[ShapeObject] | None:
+def _place_scene(
+    rng: np.random.Generator, spec: CaptionSpec, size: int, cell: int | None = None
+) -> list[ShapeObject] | None:
     """Place the objects of a spec (group 1, the relation's anchor, first) or give up (None)."""
     single = sum(g.count for g in spec.groups) == 1
     placed: dict[int, list[ShapeObject]] = {0: [], 1: []}
@@ -381,40 +412,65 @@ def _place_scene(rng: np.random.Generator, spec: CaptionSpec, size: int) -> list
                     or all(relation_holds(o, b, spec.relation, size) for b in placed[1])
                 )
 
-            obj = _place(rng, g.color, g.shape, size, ok, spec.position, single)
+            obj = _place(rng, g.color, g.shape, size, ok, spec.position, single, cell)
             if obj is None:
                 return None
             placed[gi].append(obj)
     return placed[0] + placed[1]
 
 
+def check_cell(cell: int | None, size: int) -> None:
+    """Reject a placement grid that is not a positive even divisor of the image size, with the fix."""
+    if cell is None:
+        return
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 2 or cell % 2 or size % cell:
+        raise ValueError(
+            f"cell must be an even number of pixels >= 2 that divides the image size {size} "
+            f"(the visual tokenizer's stride, e.g. 8), got {cell!r}; pass None for free placement"
+        )
+
+
 def sample_scene(
-    rng: np.random.Generator, size: int = 64, kind: str | None = None, max_tries: int = 200
+    rng: np.random.Generator,
+    size: int = 64,
+    kind: str | None = None,
+    max_tries: int = 200,
+    cell: int | None = None,
 ) -> Scene:
-    """Draw one scene (kind from ``SCENE_KINDS`` unless given) from a numpy Generator."""
+    """Draw one scene (kind from ``SCENE_KINDS`` unless given) from a numpy Generator.
+
+    ``cell`` (pixels) centres every object on a cell of a ``cell``-px grid instead of anywhere on
+    the 1/4-px grid; pass the visual tokenizer's spatial stride to align objects with its latent
+    cells (the module docstring's "Cell-aligned placement"). ``None``, the default, draws exactly
+    what earlier versions drew.
+    """
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    check_cell(cell, size)
     kind = kind or str(_choice(rng, SCENE_KINDS))
     background = sample_background(rng)
     for _ in range(max_tries):
         spec = _sample_spec(rng, kind)
-        objects = _place_scene(rng, spec, size)
+        objects = _place_scene(rng, spec, size, cell)
         if objects is not None:
             groups_of = [gi for gi, g in enumerate(spec.groups) for _ in range(g.count)]
             scene = Scene(kind, spec, objects, background, size, groups_of)
             assert not scene_errors(scene), scene_errors(scene)
             return scene
-    raise RuntimeError(f"could not place a {kind!r} scene at size {size} in {max_tries} tries")
+    hint = f" on a {cell}-px grid (too coarse for this size: use a finer cell)" if cell else ""
+    raise RuntimeError(f"could not place a {kind!r} scene at size {size}{hint} in {max_tries} tries")
 
 
 # ----------------------------------------------------------------------------- data set
 
 
-def make_shapes_example(seed: int, index: int, size: int = 64, split: str = "train") -> dict:
+def make_shapes_example(
+    seed: int, index: int, size: int = 64, split: str = "train", cell: int | None = None
+) -> dict:
     """Sample ``index`` of the shapes world: ``{"image", "text", "label", "scene"}`` (scene a dict)."""
     from unified_grn.data.shapes_render import render_scene
 
-    scene = sample_scene(split_rng(seed, index, split), size)
+    scene = sample_scene(split_rng(seed, index, split), size, cell=cell)
     return dict(image=render_scene(scene), text=scene.caption, label=scene.label, scene=scene.to_dict())
 
 
@@ -426,14 +482,16 @@ def write_shapes_dataset(
     test_fraction: float = 0.0,
     overwrite: bool = False,
     progress: bool = False,
+    cell: int | None = None,
 ) -> dict[str, int]:
     """Write an imagefolder (``train/`` and optionally ``test/``); return the split sizes."""
     split_sizes(n, test_fraction)  # validate before touching the disk
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    check_cell(cell, size)
 
     def write_sample(path: Path, split: str, i: int, stem: str) -> dict:
-        ex = make_shapes_example(seed, i, size, split)
+        ex = make_shapes_example(seed, i, size, split, cell)
         ex["image"].save(path / f"{stem}.png")
         return dict(
             file_name=f"{stem}.png", text=ex["text"], label=ex["label"], scene=json.dumps(ex["scene"])

@@ -66,6 +66,7 @@ from unified_grn.data.shapes import (
     Group,
     Scene,
     ShapeObject,
+    check_cell,
     position_holds,
     relation_holds,
     render_scene,
@@ -290,16 +291,24 @@ def _ask(conv: _Conversation, rng: np.random.Generator, attach: bool) -> None:
     conv.exchange(user, kind, answer, conv.focus)
 
 
-def make_conversation(rng: np.random.Generator, size: int = 64, stem: str = "000000") -> _Conversation:
-    """Draw one conversation (see the module docstring) from a numpy Generator."""
+def make_conversation(
+    rng: np.random.Generator, size: int = 64, stem: str = "000000", cell: int | None = None
+) -> _Conversation:
+    """Draw one conversation (see the module docstring) from a numpy Generator.
+
+    ``cell`` places the objects of the images the assistant draws on a ``cell``-px grid's cell
+    centres (``shapes.sample_scene``); a user's images keep free placement, since a user's image
+    can be anything.
+    """
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    check_cell(cell, size)
     conv = _Conversation(stem, size)
     for _ in range(int(rng.integers(EXCHANGES[0], EXCHANGES[1] + 1))):
         table = FIRST_ACTIONS if conv.focus is None else NEXT_ACTIONS
         action = str(rng.choice(list(table), p=list(table.values())))
         if action == "draw":
-            scene = sample_scene(rng, size)
+            scene = sample_scene(rng, size, cell=cell)
             request = _pick(rng, DRAW_TEMPLATES).format(scene.caption)
             conv.exchange_image([_text(request)], "draw", scene, None)
         elif action == "ask_image":
@@ -315,7 +324,12 @@ def make_conversation(rng: np.random.Generator, size: int = 64, stem: str = "000
 
 
 def make_shapes_chat_example(
-    seed: int, index: int, size: int = 64, split: str = "train", stem: str | None = None
+    seed: int,
+    index: int,
+    size: int = 64,
+    split: str = "train",
+    stem: str | None = None,
+    cell: int | None = None,
 ) -> dict:
     """Conversation ``index``: ``{"id", "messages", "turns", "images"}`` (see the module docstring).
 
@@ -323,7 +337,7 @@ def make_shapes_chat_example(
     is a dict (a JSON string on disk). ``stem`` names the files (default ``f"{index:06d}"``).
     """
     stem = f"{index:06d}" if stem is None else stem
-    conv = make_conversation(split_rng(seed, index, split), size, stem)
+    conv = make_conversation(split_rng(seed, index, split), size, stem, cell)
     images = [
         {
             "file_name": name,
@@ -345,14 +359,16 @@ def write_shapes_chat_dataset(
     test_fraction: float = 0.0,
     overwrite: bool = False,
     progress: bool = False,
+    cell: int | None = None,
 ) -> dict[str, int]:
     """Write ``train/`` (and optionally ``test/``): ``conversations.jsonl`` + PNGs; return split sizes."""
     split_sizes(n, test_fraction)  # validate before touching the disk
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be >= {MIN_IMAGE_SIZE} px, got {size}")
+    check_cell(cell, size)
 
     def write_sample(path: Path, split: str, i: int, stem: str) -> dict:
-        ex = make_shapes_chat_example(seed, i, size, split, stem)
+        ex = make_shapes_chat_example(seed, i, size, split, stem, cell)
         for im in ex["images"]:
             im.pop("image").save(path / im["file_name"])
             im["scene"] = json.dumps(im["scene"])
