@@ -12,7 +12,8 @@ python scripts/evaluate_model.py --model checkpoints/grn-shapes --condition-gap-
 the finer ones at random: which rounds the checkers' verdicts depend on.
 ``--condition-gap-images`` adds the teacher-forced loss gap of swapped shapes / colours in the
 condition (``unified_grn.eval.conditioning``): does the model listen to each attribute at all?
-``--condition-gap-kept-fraction P`` measures it at one noise level (P = 0: the condition alone).
+``--condition-gap-kept-fraction P`` measures it at one noise level (P = 0: the condition alone);
+``--condition-gap-cell 8`` on test scenes with every object centred on a latent cell.
 ``--num-i2v N`` adds image-to-video on the text-to-video test captions, each given its clip's true
 first frame: what is left of text-to-video's failure once the first frame is right.
 """

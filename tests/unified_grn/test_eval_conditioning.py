@@ -162,12 +162,34 @@ def test_shapes_sections_on_a_tiny_model():
     assert shapes_condition_gap(few, num_images=2, size=32)["c2i"] is None
 
 
+def test_shapes_condition_gap_on_cell_aligned_scenes(monkeypatch):
+    import unified_grn.eval.conditioning as conditioning
+
+    seen = []
+    original = conditioning.make_shapes_example
+
+    def spy(*args, **kwargs):
+        seen.append(Scene.from_dict((example := original(*args, **kwargs))["scene"]))
+        return example
+
+    monkeypatch.setattr(conditioning, "make_shapes_example", spy)
+    model = build_tiny_grn(num_class_tokens=len(CLASS_NAMES))
+    aligned = shapes_condition_gap(model, num_images=3, size=32, batch_size=3, cell=4)
+    assert seen and all(o.cx % 4 == 2 and o.cy % 4 == 2 for sc in seen for o in sc.objects)
+    seen.clear()
+    free = shapes_condition_gap(model, num_images=3, size=32, batch_size=3)
+    assert any(o.cx % 4 != 2 for sc in seen for o in sc.objects)  # the default scenes are not on the grid
+    assert aligned["t2i"]["true"] != free["t2i"]["true"]  # other images, other loss
+    with pytest.raises(ValueError, match="divides the image size 32"):
+        shapes_condition_gap(model, num_images=1, size=32, cell=5)
+
+
 def test_evaluate_model_script_condition_gap_only(tmp_path):
     build_tiny_grn(num_class_tokens=len(CLASS_NAMES)).save_pretrained(tmp_path / "model")
     out = tmp_path / "gap.json"
     off = ["--num-t2i", "0", "--num-t2v", "0", "--c2i-per-class", "0", "--num-chat", "0"]
     args = ["--model", str(tmp_path / "model"), "--condition-gap-images", "2", "--size", "32", *off]
-    args += ["--condition-gap-kept-fraction", "0.25"]
+    args += ["--condition-gap-kept-fraction", "0.25", "--condition-gap-cell", "4"]
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), *args, "--out", str(out)],
         capture_output=True, text=True, env=ENV,

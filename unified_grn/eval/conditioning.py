@@ -283,6 +283,7 @@ def shapes_condition_gap(
     batch_size: int = 32,
     repeats: int = 4,
     kept_fraction: float | None = None,
+    cell: int | None = None,
 ) -> dict[str, Any]:
     """:func:`condition_gap` on the shapes world's test split, for colour and shape swaps.
 
@@ -293,13 +294,15 @@ def shapes_condition_gap(
     share of the true codes' slots that differ from the codes of the swapped render
     (:func:`swap_scene`, same places and sizes), i.e. how much of the target each attribute decides.
     ``kept_fraction``: one fixed noise level instead of the training distribution (see
-    :func:`condition_gap`).
+    :func:`condition_gap`). ``cell``: the test scenes drawn with their objects centred on a
+    ``cell``-px grid (``shapes.sample_scene``), for a model trained to draw that way.
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}.")
 
     def scene(i: int) -> Scene:
-        return Scene.from_dict(make_shapes_example(data_seed, i, size=size, split="test")["scene"])
+        example = make_shapes_example(data_seed, i, size=size, split="test", cell=cell)
+        return Scene.from_dict(example["scene"])
 
     report: dict[str, Any] = {"t2i": None, "c2i": None}
     scenes = [scene(i) for i in range(num_images)]

@@ -66,6 +66,8 @@ class SuiteConfig:
             ``eval.conditioning.shapes_condition_gap``; 0 skips it).
         condition_gap_kept_fraction: measure the gap at this one noise level (kept fraction
             ``p_t``; 0.0 = the condition alone) instead of over the training distribution.
+        condition_gap_cell: draw the condition gap's test scenes with objects centred on this
+            grid (``grn make-data --cell``), for a model trained on such images (None: as they are).
     """
 
     num_t2i: int = 100
@@ -87,6 +89,7 @@ class SuiteConfig:
     ceiling_exact_rounds: int | None = None
     condition_gap_images: int = 0
     condition_gap_kept_fraction: float | None = None
+    condition_gap_cell: int | None = None
 
 
 def heldout_prompts(world: str, n: int, seed: int = 0, size: int = 64) -> list[str]:
@@ -273,5 +276,5 @@ def _condition_gap(model, cfg: SuiteConfig) -> dict[str, Any] | None:
         return None
     return shapes_condition_gap(
         model, cfg.condition_gap_images, cfg.data_seed, cfg.seed, cfg.size,
-        kept_fraction=cfg.condition_gap_kept_fraction,
+        kept_fraction=cfg.condition_gap_kept_fraction, cell=cfg.condition_gap_cell,
     )  # fmt: skip
