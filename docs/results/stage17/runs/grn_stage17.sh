@@ -6,7 +6,8 @@
 # images drawn in shapes-chat; a user's image in chat keeps free placement, and moving-shapes is
 # unchanged. Same tokenizer, same data sizes and the same seeds as stage 13, so stage 13 is its
 # control. Session 14's from-scratch C2I probe (docs/results/session14/aligned/) is why.
-# Two threads, about 20 steps/min. Resume with RESUME=--resume.
+# Two threads, about 20 steps/min. Resume with RESUME=--resume. INIT, SEED, STEPS, DECAY and RUN
+# default to stage 17's values; stage 18 (docs/results/stage18/runs/) runs this script with its own.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)" && . .venv/bin/activate
 export OMP_NUM_THREADS=${THREADS:-2} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
@@ -21,13 +22,13 @@ if [ ! -f $C/shapes-chat/token_cache.json ]; then
 fi
 date
 python scripts/train.py --config configs/train/shapes.yaml ${RESUME:-} run.progress=false \
-  model.init_from=checkpoints/grn-shapes model.backbone=null model.visual_tokenizer=$T \
+  model.init_from=${INIT:-checkpoints/grn-shapes} model.backbone=null model.visual_tokenizer=$T \
   "model.overrides={num_class_tokens: 18, pt_logit_by_task: {c2i: [-0.8, 0.8]}}" \
   "data.sources=[{kind: images, path: data/shapes_cell8, name: shapes, size: 64, weight: 4.0},
     {kind: videos, path: data/moving_shapes, name: moving-shapes, size: 64, num_frames: 9, weight: 2.0},
     {kind: classes, path: data/shapes_cell8, name: shapes-classes, size: 64, weight: 1.5},
     {kind: conversations, path: data/shapes_chat_cell8, name: shapes-chat, size: 64, weight: 2.5}]" \
   data.token_cache_dir=$C data.batch_size=96 data.micro_batch_size=48 run.output_dir=${RUN:-outputs/grn-shapes-s17} \
-  run.max_steps=${STEPS:-1600} run.seed=1 optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear \
-  optim.decay_start=1200 optim.min_lr_ratio=0.1 run.checkpoint_every=50 run.keep_checkpoints=3
+  run.max_steps=${STEPS:-1600} run.seed=${SEED:-1} optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear \
+  optim.decay_start=${DECAY:-1200} optim.min_lr_ratio=0.1 run.checkpoint_every=50 run.keep_checkpoints=3
 date

@@ -9,20 +9,9 @@
 # Two threads, about 20 steps/min (about 3.3 h in all). Resume with RESUME=--resume.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)" && . .venv/bin/activate
-export OMP_NUM_THREADS=${THREADS:-2} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-T=checkpoints/grn-shapes/visual_tokenizer C=data/token_cache_cell8 INIT=${INIT:-/tmp/grn-s17}
-[ -f $C/shapes-chat/token_cache.json ] || { echo "make the cell-8 caches first: docs/results/stage17/runs/grn_stage17.sh" >&2; exit 2; }
-[ -f $INIT/model.safetensors ] || RUN=outputs/grn-shapes-s17 MODEL=$INIT bash -c \
-  'grn export-checkpoint "$RUN" --out "$MODEL" --overwrite && cp checkpoints/grn-shapes/generation_config.json "$MODEL/"'
-date
-python scripts/train.py --config configs/train/shapes.yaml ${RESUME:-} run.progress=false \
-  model.init_from=$INIT model.backbone=null model.visual_tokenizer=$T \
-  "model.overrides={num_class_tokens: 18, pt_logit_by_task: {c2i: [-0.8, 0.8]}}" \
-  "data.sources=[{kind: images, path: data/shapes_cell8, name: shapes, size: 64, weight: 4.0},
-    {kind: videos, path: data/moving_shapes, name: moving-shapes, size: 64, num_frames: 9, weight: 2.0},
-    {kind: classes, path: data/shapes_cell8, name: shapes-classes, size: 64, weight: 1.5},
-    {kind: conversations, path: data/shapes_chat_cell8, name: shapes-chat, size: 64, weight: 2.5}]" \
-  data.token_cache_dir=$C data.batch_size=96 data.micro_batch_size=48 run.output_dir=${RUN:-outputs/grn-shapes-s18} \
-  run.max_steps=${STEPS:-4000} run.seed=2 optim.lr=3e-4 optim.warmup_steps=100 optim.lr_schedule=linear \
-  optim.decay_start=3200 optim.min_lr_ratio=0.1 run.checkpoint_every=50 run.keep_checkpoints=3
-date
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+INIT=${INIT:-/tmp/grn-s17}
+[ -f $INIT/model.safetensors ] || { grn export-checkpoint outputs/grn-shapes-s17 --out $INIT --overwrite &&
+  cp checkpoints/grn-shapes/generation_config.json $INIT/; }
+INIT=$INIT SEED=2 STEPS=${STEPS:-4000} DECAY=3200 RUN=${RUN:-outputs/grn-shapes-s18} \
+  bash docs/results/stage17/runs/grn_stage17.sh
