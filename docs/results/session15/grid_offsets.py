@@ -26,6 +26,12 @@ logger = logging.getLogger("grid_offsets")
 CELL = 8
 
 
+def cell_offset(det) -> np.ndarray:
+    """A detection's bbox centre minus the nearest cell centre 8 k + 4, per axis, in [-4, 4)."""
+    x0, y0, x1, y1 = det.bbox
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2]) % CELL - CELL / 2
+
+
 def cell_offsets(model_dir: str, per_class: int = 5, batch: int = 18) -> tuple[np.ndarray, np.ndarray]:
     """Signed offsets ``(N, 2)`` (px) of every detected bbox centre from its nearest cell centre,
     and whether each detected object has its class's shape (``(N,)`` bool)."""
@@ -42,9 +48,7 @@ def cell_offsets(model_dir: str, per_class: int = 5, batch: int = 18) -> tuple[n
         for label, image in zip(chunk, out.images):
             for det in detect_objects(image):
                 right_shape.append(det.shape == CLASS_NAMES[label].split()[1])
-                x0, y0, x1, y1 = det.bbox
-                centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-                offsets.append(centre % CELL - CELL / 2)  # from the nearest 8 k + 4, in [-4, 4)
+                offsets.append(cell_offset(det))
     return np.array(offsets), np.array(right_shape)
 
 
@@ -54,8 +58,7 @@ def reference_offsets(cell: int | None, n: int = 90) -> np.ndarray:
     for i in range(n):
         scene = sample_scene(split_rng(0, i, "test"), 64, kind="single", cell=cell)
         for det in detect_objects(render_scene(scene)):
-            x0, y0, x1, y1 = det.bbox
-            offsets.append((np.array([(x0 + x1) / 2, (y0 + y1) / 2])) % CELL - CELL / 2)
+            offsets.append(cell_offset(det))
     return np.array(offsets)
 
 
